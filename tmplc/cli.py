@@ -1,0 +1,100 @@
+"""Command line: ``tmplc augment PATH... [-o OUT] [--examples N] [--seed S] [--check]``.
+
+Exit codes: 0 all written (or verified with ``--check``); 1 a proof failed or a template is
+unsupported; 2 bad input (missing, a directory, non-UTF-8, malformed Jinja), reported as one
+line ``path:line:col: message``. Nothing is written unless its proof passed; the original is
+never modified.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import InputError
+
+
+def _print_failure(console, label: str, result) -> None:
+    console.print(f"[bold red]{label}: unsupported[/] [{result.reason}] {result.message}", markup=True, highlight=False)
+    f = result.counterexample
+    if f is not None and f.case is not None and f.case.messages:
+        console.print("minimal conversation:", highlight=False)
+        console.print(f.case.describe(), markup=False, highlight=False)
+        if f.detail and f.kind == "mask":
+            console.print(f.detail, markup=False, highlight=False)
+
+
+@click.group()
+@click.version_option(package_name="tmplc")
+def main() -> None:
+    """tmplc: compile chat templates into proven training templates."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), help="Output file or directory.")
+@click.option("--examples", default=200, show_default=True, help="Hypothesis examples in the proof.")
+@click.option("--seed", default=0, show_default=True, help="Hypothesis seed (same seed, same file).")
+@click.option("--check", is_flag=True, help="Prove only; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per template.")
+def augment(paths, out, examples, seed, check, as_json) -> None:
+    """Insert {% generation %} markers, prove them, and write NAME_training.jinja."""
+    from rich.console import Console
+
+    from .cli_support import atomic_write, output_path, read_sources
+    from .compiler import augment as run
+
+    console = Console(stderr=False, highlight=False)
+    err = Console(stderr=True, highlight=False)
+    status = 0
+    sources = []
+    for path in paths:
+        try:
+            sources += read_sources(path)
+        except InputError as exc:
+            err.print(str(exc), markup=False)
+            sys.exit(2)
+    if out is not None and len(sources) > 1 and not out.is_dir():
+        err.print(f"{out}:0:0: -o must be a directory when several templates are given", markup=False)
+        sys.exit(2)
+    for src in sources:
+        name = src.label if src.name else src.path.name
+        try:
+            result = run(src.text, name, examples=examples, seed=seed)
+        except InputError as exc:
+            err.print(str(exc.with_path(src.label)), markup=False)
+            sys.exit(2)
+        record = {"path": src.label, "status": result.status, "reason": result.reason, "message": result.message,
+                  "examples": result.report.examples if result.report else 0, "timings": result.timings}
+        if not result.ok:
+            status = max(status, 1)
+            if as_json:
+                console.print(json.dumps(record), markup=False)
+            else:
+                _print_failure(console, src.label, result)
+            continue
+        if result.status == "verified" or check:
+            record["written"] = None
+            if not as_json:
+                what = "markers verified" if result.status == "verified" else "proved (not written: --check)"
+                console.print(f"{src.label}: {what}; {result.report.examples} examples, seed {seed}", markup=False)
+        else:
+            dest = output_path(src, out)
+            if dest.resolve() == src.path.resolve():
+                err.print(f"{dest}:0:0: refusing to overwrite the input", markup=False)
+                sys.exit(2)
+            atomic_write(dest, result.text)
+            record["written"] = str(dest)
+            if not as_json:
+                console.print(f"{src.label}: proved on {result.report.examples} examples (seed {seed}); wrote {dest}",
+                              markup=False)
+        if as_json:
+            console.print(json.dumps(record), markup=False)
+    sys.exit(status)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,232 @@
+"""Render chat templates exactly as transformers does.
+
+:func:`environment` is the one place that builds the Jinja environment: the same settings,
+filters and globals as ``transformers.utils.chat_template_utils`` (transformers 5.x):
+``ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)`` with ``loopcontrols``,
+a ``{% generation %}`` extension that records character spans (the ``AssistantTracker``
+pattern), ``tojson`` with transformers' signature, ``raise_exception``, ``strftime_now``,
+``dict`` and a ``namespace`` that refuses underscore-prefixed names. :func:`render` returns
+``(text, spans)``; a test compares both with ``render_jinja_template`` over the corpus.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Callable
+
+import jinja2
+import jinja2.ext
+import jinja2.nodes
+import jinja2.utils
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+Span = tuple[int, int]
+
+# The list of rendered blocks and the list of recorded spans of the render in progress.
+_TRACKING: contextvars.ContextVar[tuple[list[str], list[Span]] | None] = contextvars.ContextVar(
+    "tmplc_tracking", default=None
+)
+
+REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
+
+
+class GenerationExtension(jinja2.ext.Extension):
+    """``{% generation %}...{% endgeneration %}``: renders its body unchanged and, while a
+    render is tracked, records the body's ``(start, end)`` character offsets in the output.
+
+    Offsets are computed the way transformers' ``AssistantTracker`` does: from the length of
+    the output blocks already yielded by the top-level template, so a marker inside a macro or
+    a ``{% set %}`` block records a wrong offset there too.
+    """
+
+    tags = {"generation"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja2.nodes.CallBlock(self.call_method("_support"), [], [], body).set_lineno(lineno)
+
+    def _support(self, caller):
+        rv = caller()
+        state = _TRACKING.get()
+        if state is not None:
+            blocks, spans = state
+            start = len("".join(blocks))
+            spans.append((start, start + len(rv)))
+        return rv
+
+
+class TraceExtension(jinja2.ext.Extension):
+    """``{% tmplc_mark a, b, ... %}``: emits ``TRACE_OPEN + ",".join(args) + TRACE_CLOSE``.
+
+    Only the tracer (:mod:`tmplc.trace`) inserts this tag, into an instrumented copy of a
+    template; it is never written to a user's file.
+    """
+
+    tags = {"tmplc_mark"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        args = [parser.parse_expression()]
+        while parser.stream.skip_if("comma"):
+            args.append(parser.parse_expression())
+        return jinja2.nodes.Output([self.call_method("_mark", args)]).set_lineno(lineno)
+
+    @staticmethod
+    def _mark(*args):
+        return TRACE_OPEN + ",".join("1" if a is True else "0" if a is False else str(a) for a in args) + TRACE_CLOSE
+
+
+TRACE_OPEN = "\U000f0001"
+TRACE_CLOSE = "\U000f0002"
+
+
+def _raise_exception(message):
+    raise jinja2.exceptions.TemplateError(message)
+
+
+def _tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _strftime_now(fmt):
+    return datetime.now().strftime(fmt)
+
+
+class _TemplateDict:
+    def __call__(self, *args, **kwargs):
+        return dict(*args, **kwargs)
+
+    def fromkeys(self, *args, **kwargs):
+        return dict.fromkeys(*args, **kwargs)
+
+
+class _TemplateNamespace(jinja2.utils.Namespace):
+    def __init__(*args, **kwargs):  # noqa: N805 - same signature trick as jinja2's Namespace
+        self, args = args[0], args[1:]
+        attrs = dict(*args, **kwargs)
+        for name in attrs:
+            _TemplateNamespace._check_name(name)
+        jinja2.utils.Namespace.__init__(self, attrs)
+
+    def __setitem__(self, name, value):
+        _TemplateNamespace._check_name(name)
+        jinja2.utils.Namespace.__setitem__(self, name, value)
+
+    @staticmethod
+    def _check_name(name):
+        if isinstance(name, str) and name.startswith("_"):
+            raise jinja2.exceptions.SecurityError(
+                f"Chat templates cannot store underscore-prefixed attributes on a namespace, but got {name!r}."
+            )
+
+
+@lru_cache(maxsize=2)
+def environment(trace: bool = False) -> ImmutableSandboxedEnvironment:
+    """Build the Jinja environment transformers uses for chat templates.
+
+    Args:
+        trace: also enable the internal ``tmplc_mark`` tag used by the tracer.
+
+    Returns:
+        A cached ``ImmutableSandboxedEnvironment``; do not mutate it.
+    """
+    extensions: list[Any] = [GenerationExtension, jinja2.ext.loopcontrols]
+    if trace:
+        extensions.append(TraceExtension)
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=extensions)
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    env.globals["dict"] = _TemplateDict()
+    env.globals["namespace"] = _TemplateNamespace
+    return env
+
+
+@lru_cache(maxsize=256)
+def compile_template(source: str, trace: bool = False) -> jinja2.Template:
+    """Compile ``source`` in :func:`environment`; raises ``jinja2.TemplateSyntaxError``."""
+    return environment(trace).from_string(source)
+
+
+def plain_data(value: Any) -> Any:
+    """Rebuild ``value`` from plain JSON types, as transformers' ``_plain_template_data`` does."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if isinstance(value, dict):
+        return {plain_data(k): plain_data(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_data(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(plain_data(v) for v in value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    return f"<{type(value).__name__}>"
+
+
+def alias_reasoning(messages: list[dict]) -> list[dict]:
+    """Give a message with any reasoning field both ``thinking`` and ``reasoning_content``
+    (transformers' ``_alias_reasoning_fields``; gpt-oss templates read ``thinking``)."""
+    out = []
+    for message in messages:
+        if isinstance(message, dict):
+            reasoning = next((message[k] for k in REASONING_FIELDS if message.get(k) is not None), None)
+            if reasoning is not None:
+                message = {"thinking": reasoning, **message, "reasoning_content": reasoning}
+        out.append(message)
+    return out
+
+
+def render(
+    template: str | jinja2.Template,
+    messages: list[dict],
+    tools: list[dict] | None = None,
+    documents: list[dict] | None = None,
+    add_generation_prompt: bool = False,
+    **kwargs: Any,
+) -> tuple[str, list[Span]]:
+    """Render a chat template the way ``apply_chat_template`` does.
+
+    Args:
+        template: template source or a template compiled by :func:`compile_template`.
+        messages: the conversation, a list of message dicts (``role``, ``content``, ...).
+        tools, documents: passed to the template as transformers passes them.
+        add_generation_prompt: the generation-prompt flag.
+        **kwargs: extra template kwargs (``enable_thinking``, ``bos_token``, ...).
+
+    Returns:
+        ``(text, spans)``: the rendered text and the ``(start, end)`` character offsets recorded
+        by each ``{% generation %}`` block, in the order they were rendered.
+
+    Raises:
+        jinja2.TemplateError (or any exception the template raises), as transformers would.
+    """
+    compiled = compile_template(template) if isinstance(template, str) else template
+    chat = alias_reasoning(plain_data(list(messages)))
+    blocks: list[str] = []
+    spans: list[Span] = []
+    token = _TRACKING.set((blocks, spans))
+    try:
+        for block in compiled.generate(
+            messages=chat,
+            tools=plain_data(tools),
+            documents=plain_data(documents),
+            add_generation_prompt=add_generation_prompt,
+            **plain_data(kwargs),
+        ):
+            blocks.append(block)
+    finally:
+        _TRACKING.reset(token)
+    return "".join(blocks), spans
+
+
+RenderFn = Callable[..., tuple[str, list[Span]]]
