@@ -18,7 +18,10 @@ from .errors import InputError
 
 
 def _print_failure(console, label: str, result) -> None:
-    console.print(f"[bold red]{label}: unsupported[/] [{result.reason}] {result.message}", markup=True, highlight=False)
+    from rich.markup import escape
+
+    console.print(f"[bold red]{escape(label)}: unsupported[/] " + escape(f"[{result.reason}] {result.message}"),
+                  markup=True, highlight=False, soft_wrap=True)
     f = result.counterexample
     if f is not None and f.case is not None and f.case.messages:
         console.print("minimal conversation:", highlight=False)
@@ -47,32 +50,31 @@ def augment(paths, out, examples, seed, check, as_json) -> None:
     from .cli_support import atomic_write, output_path, read_sources
     from .compiler import augment as run
 
-    console = Console(stderr=False, highlight=False)
-    err = Console(stderr=True, highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     status = 0
     sources = []
     for path in paths:
         try:
             sources += read_sources(path)
         except InputError as exc:
-            err.print(str(exc), markup=False)
+            click.echo(str(exc), err=True)
             sys.exit(2)
     if out is not None and len(sources) > 1 and not out.is_dir():
-        err.print(f"{out}:0:0: -o must be a directory when several templates are given", markup=False)
+        click.echo(f"{out}:0:0: -o must be a directory when several templates are given", err=True)
         sys.exit(2)
     for src in sources:
         name = src.label if src.name else src.path.name
         try:
             result = run(src.text, name, examples=examples, seed=seed)
         except InputError as exc:
-            err.print(str(exc.with_path(src.label)), markup=False)
+            click.echo(str(exc.with_path(src.label)), err=True)
             sys.exit(2)
         record = {"path": src.label, "status": result.status, "reason": result.reason, "message": result.message,
                   "examples": result.report.examples if result.report else 0, "timings": result.timings}
         if not result.ok:
             status = max(status, 1)
             if as_json:
-                console.print(json.dumps(record), markup=False)
+                click.echo(json.dumps(record))
             else:
                 _print_failure(console, src.label, result)
             continue
@@ -80,20 +82,41 @@ def augment(paths, out, examples, seed, check, as_json) -> None:
             record["written"] = None
             if not as_json:
                 what = "markers verified" if result.status == "verified" else "proved (not written: --check)"
-                console.print(f"{src.label}: {what}; {result.report.examples} examples, seed {seed}", markup=False)
+                click.echo(f"{src.label}: {what}; {result.report.examples} examples, seed {seed}")
         else:
             dest = output_path(src, out)
             if dest.resolve() == src.path.resolve():
-                err.print(f"{dest}:0:0: refusing to overwrite the input", markup=False)
+                click.echo(f"{dest}:0:0: refusing to overwrite the input", err=True)
                 sys.exit(2)
             atomic_write(dest, result.text)
             record["written"] = str(dest)
             if not as_json:
-                console.print(f"{src.label}: proved on {result.report.examples} examples (seed {seed}); wrote {dest}",
-                              markup=False)
+                click.echo(f"{src.label}: proved on {result.report.examples} examples (seed {seed}); wrote {dest}")
         if as_json:
-            console.print(json.dumps(record), markup=False)
+            click.echo(json.dumps(record))
     sys.exit(status)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--examples", default=40, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--report", type=click.Path(path_type=Path), help="Write the machine-readable JSON report here.")
+@click.option("--markdown", type=click.Path(path_type=Path), help="Write the coverage table (docs/coverage.md) here.")
+def corpus(directory, examples, seed, report, markdown) -> None:
+    """Run augment --check over every *.jinja in DIRECTORY and print the outcome counts."""
+    from . import corpus as c
+    from .cli_support import atomic_write
+
+    rows = c.run(directory, examples, seed)
+    s = c.summary(rows)
+    for r in rows:
+        click.echo(f"{r['file']}: {r['outcome']}" + (f" [{r['reason']}]" if r["reason"] else ""))
+    click.echo(f"proved {s['proved']} of {s['originals']} originals; internal errors: {s['internal_errors']}")
+    if report:
+        atomic_write(report, json.dumps({"summary": s, "rows": rows}, indent=1) + "\n")
+    if markdown:
+        atomic_write(markdown, c.markdown(rows, examples, seed))
 
 
 if __name__ == "__main__":  # pragma: no cover
