@@ -29,3 +29,12 @@ def read(path: Path) -> str:
 @pytest.fixture
 def repo():
     return REPO
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-goldens", action="store_true", help="Rewrite templates/*_training.jinja and docs/coverage.md.")
+
+
+@pytest.fixture
+def update_goldens(request):
+    return request.config.getoption("--update-goldens") or bool(os.environ.get("TMPLC_UPDATE_GOLDENS"))

@@ -10,7 +10,7 @@ from tmplc.render import render
 TARGETS = [
     "trl__qwen2_5", "trl__qwen2_5_vl", "trl__qwen3_vl", "trl__qwen3_instruct_2507", "trl__lfm2",
     "trl__idefics3", "trl__phi3", "trl__phi3_5", "trl__cohere", "trl__cohere2", "trl__llava_next",
-    "chujiezheng__qwen2.5-instruct", "chujiezheng__phi-3", "llamacpp__LFM2-8B-A1B",
+    "chujiezheng__qwen2.5-instruct",
 ]
 
 

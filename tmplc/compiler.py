@@ -211,6 +211,10 @@ def augment(source: str, name: str = "<string>", examples: int = 200, seed: int 
         t0 = time.perf_counter()
         report = prove(source, text, features, examples, seed)
         timings["proof"] = timings.get("proof", 0) + time.perf_counter() - t0
+        if report.ok and report.turns_checked == 0:
+            return AugmentResult("unsupported", reason="never-renders-assistant",
+                                 message="no generated conversation rendered an assistant turn the proof could check",
+                                 timings=timings, features=features, report=report)
         if report.ok:
             return AugmentResult("proved", text, regions, report, timings=timings, features=features)
         last_failure = report.failure

@@ -38,12 +38,13 @@ def run(directory: Path, examples: int = 40, seed: int = 0) -> list[dict]:
             result = augment(text, path.name, examples=examples, seed=seed)
             outcome, reason, message = result.status, result.reason, result.message
             n = result.report.examples if result.report else 0
+            turns = result.report.turns_checked if result.report else 0
             timings = result.timings
         except InputError as exc:
-            outcome, reason, message, n, timings = "bad-input", "bad-input", str(exc), 0, {}
+            outcome, reason, message, n, turns, timings = "bad-input", "bad-input", str(exc), 0, 0, {}
         rows.append({
-            "file": path.name, "family": families.get(path.name, ""), "kind": kind, "outcome": outcome,
-            "reason": reason, "message": message, "examples": n,
+            "file": path.name, "family": families.get(path.name, "").replace("|", "/"), "kind": kind, "outcome": outcome,
+            "reason": reason, "message": message, "examples": n, "turns": turns,
             "seconds": {**{k: round(v, 3) for k, v in timings.items()}, "total": round(time.perf_counter() - t0, 3)},
         })
     return rows
@@ -70,9 +71,9 @@ def markdown(rows: list[dict], examples: int, seed: int) -> str:
         "",
         "Reason codes: " + "; ".join(f"`{k}` — {v}" for k, v in REASONS.items()) + ".",
         "",
-        "| template | family | kind | outcome | reason | examples |",
-        "|---|---|---|---|---|---|",
+        "| template | family | kind | outcome | reason | examples | turns checked |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        out.append(f"| `{r['file']}` | {r['family']} | {r['kind']} | {r['outcome']} | {r['reason'] or ''} | {r['examples']} |")
+        out.append(f"| `{r['file']}` | {r['family']} | {r['kind']} | {r['outcome']} | {r['reason'] or ''} | {r['examples']} | {r['turns']} |")
     return "\n".join(out) + "\n"

@@ -38,6 +38,7 @@ REASONS = {
     "stop-token-in-next-message": "the turn has no end-of-turn text; its stop token is written by the next message",
     "never-renders-assistant": "no probe conversation renders an assistant message",
     "raises-on-every-probe": "the template raises on every probe conversation",
+    "history-rerendered": "the template renders a turn differently once later messages exist, so no marker placement matches what the model generates",
     "untraceable-turn": "a turn's fields cannot be found in the rendering",
     "unsplittable-output": "one output value holds both prompt and generated text and cannot be split",
     "no-condition": "a node is generated text in some turns and prompt in others, and no traced condition separates them",
@@ -47,6 +48,7 @@ REASONS = {
 }
 
 IN, OUT, STRADDLE = "in", "out", "straddle"
+LOOP_ATOMS = ("first", "last", "prev_assistant")
 
 
 @dataclass
@@ -183,8 +185,8 @@ class Planner:
         seen: dict[Atom, None] = {}
         for it in items:
             for a in it.emission.atoms:
-                if a.scope == -1 or (a.kind in ("first", "last") and a.scope == inner) or (
-                    a.kind not in ("first", "last") and a.scope in fors
+                if a.scope == -1 or (a.kind in LOOP_ATOMS and a.scope == inner) or (
+                    a.kind not in LOOP_ATOMS and a.scope in fors
                 ):
                     seen.setdefault(a)
         return list(seen)

@@ -160,13 +160,23 @@ def expected_masks(render: Render, case: Case) -> Oracle:
         term = cut_lcp(T[fe_T:], R[fe:])
         end = fe + term
         if term == 0:
-            problems.append(
-                Problem(
-                    "stop-token-in-next-message",
-                    f"assistant message {i}: the template writes no end-of-turn text after the turn's last field"
-                    + (" (the next message's text follows directly)" if i != last else ""),
-                    i,
+            if T[fe_T:] and i != last:
+                problems.append(
+                    Problem(
+                        "history-rerendered",
+                        f"assistant message {i}: as the last message the turn ends with {T[fe_T:][:24]!r}, "
+                        f"but once later messages exist the template writes {R[fe:][:24]!r} there",
+                        i,
+                    )
                 )
-            )
+            else:
+                problems.append(
+                    Problem(
+                        "stop-token-in-next-message",
+                        f"assistant message {i}: the template writes no end-of-turn text after the turn's last field"
+                        + (" (the next message's text follows directly)" if i != last else ""),
+                        i,
+                    )
+                )
         turns[i] = (start, end)
     return Oracle(R, turns, problems, fR)

@@ -89,7 +89,11 @@ def _atoms(loops: tuple[Block, ...], source: str, kwargs_atoms: bool) -> tuple[A
         ]
     if loops:
         inner = loops[-1].start
-        atoms += [Atom(inner, "first", "loop.first"), Atom(inner, "last", "loop.last")]
+        atoms += [
+            Atom(inner, "first", "loop.first"),
+            Atom(inner, "last", "loop.last"),
+            Atom(inner, "prev_assistant", 'loop.previtem is defined and loop.previtem.role == "assistant"'),
+        ]
     atoms.append(Atom(-1, "last_assistant", 'messages and messages[-1].role == "assistant"'))
     if kwargs_atoms:
         atoms.append(Atom(-1, "thinking_off", "enable_thinking is defined and enable_thinking is false"))
