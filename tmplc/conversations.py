@@ -41,7 +41,12 @@ class Features:
     reasoning: bool = True
     string_content: bool = True
     block_content: bool = False
-    thinking_kwarg: bool = False
+    thinking_kwargs: tuple[str, ...] = ()  # template kwargs that switch reasoning (enable_thinking, thinking)
+    tools_required: bool = False
+    extra_kwargs: tuple[tuple[str, str], ...] = ()  # undeclared template variables given a placeholder
+
+    def kwargs(self) -> dict[str, Any]:
+        return {**base_kwargs(), **dict(self.extra_kwargs)}
 
 
 @dataclass
@@ -100,7 +105,8 @@ def base_kwargs() -> dict[str, Any]:
 def probe_cases(features: Features) -> list[Case]:
     """A fixed set of conversations covering the shapes Locate must see."""
     blocks = features.block_content and not features.string_content
-    kw = base_kwargs()
+    kw = features.kwargs()
+    default_tools = TOOLS if features.tools_required else None
     cases: list[Case] = []
 
     def msg(i: int, role: str, **extra) -> dict:
@@ -109,7 +115,7 @@ def probe_cases(features: Features) -> list[Case]:
         return m
 
     def add(messages, tools=None, agp=False, **kwargs):
-        cases.append(Case(messages, tools, {**kw, **kwargs}, agp))
+        cases.append(Case(messages, tools or default_tools, {**kw, **kwargs}, agp))
 
     sys_first = [msg(0, "system")] if features.system else []
     o = len(sys_first)
@@ -119,11 +125,13 @@ def probe_cases(features: Features) -> list[Case]:
     if features.reasoning:
         add([msg(0, "user"), msg(1, "assistant", reasoning_content=wrap(1, "r")), msg(2, "user"),
              msg(3, "assistant", reasoning_content=wrap(3, "r"))])
-    if features.thinking_kwarg:
+    for name in features.thinking_kwargs:
         for flag in (True, False):
-            add([msg(0, "user"), msg(1, "assistant"), msg(2, "user"), msg(3, "assistant")], enable_thinking=flag)
+            add([msg(0, "user"), msg(1, "assistant"), msg(2, "user"), msg(3, "assistant")], **{name: flag})
             if features.reasoning:
-                add([msg(0, "user"), msg(1, "assistant", reasoning_content=wrap(1, "r"))], enable_thinking=flag)
+                add([msg(0, "user"), msg(1, "assistant", reasoning_content=wrap(1, "r"))], **{name: flag})
+                add([msg(0, "user"), msg(1, "assistant", reasoning_content=wrap(1, "r")), msg(2, "user")],
+                    agp=True, **{name: flag})
     if features.tool_calls:
         tools = TOOLS if features.tools else None
         calls1 = [tool_call(1, 0)]
@@ -181,7 +189,7 @@ def cases(draw, features: Features) -> Case:
     if features.system and draw(st.booleans()):
         messages.append({"role": "system", "content": content(0, "system")})
     rounds = draw(st.integers(1, 3))
-    use_tools = features.tool_calls and features.tools and draw(st.booleans())
+    use_tools = features.tools_required or (features.tool_calls and features.tools and draw(st.booleans()))
     for r in range(rounds):
         i = len(messages)
         messages.append({"role": "user", "content": content(i, "user")})
@@ -205,10 +213,10 @@ def cases(draw, features: Features) -> Case:
                                  "content": content(j, "tool")})
             j = len(messages)
             messages.append({"role": "assistant", "content": content(j, "assistant")})
-    kwargs = base_kwargs()
-    if features.thinking_kwarg:
+    kwargs = features.kwargs()
+    for name in features.thinking_kwargs:
         flag = draw(st.sampled_from([None, True, False]))
         if flag is not None:
-            kwargs["enable_thinking"] = flag
+            kwargs[name] = flag
     agp = messages[-1]["role"] != "assistant" and draw(st.booleans())
     return Case(messages, TOOLS if use_tools else None, kwargs, agp)

@@ -76,6 +76,10 @@ class Region:
 class Evidence:
     labels: dict[int, list[Labelled]] = field(default_factory=dict)
     texts: dict[int, str] = field(default_factory=dict)  # site id → emitted text (text runs)
+    renders: dict[int, str] = field(default_factory=dict)  # id(trace) → plain text, see emitted()
+
+    def emitted(self, item: Labelled) -> str:
+        return self.renders[item.emission.trace][item.emission.start : item.emission.end]
 
     def add(self, site: int, item: Labelled):
         self.labels.setdefault(site, []).append(item)
@@ -356,10 +360,16 @@ def split_edits(template: Template, inst: Instrumented, evidence: Evidence) -> l
                 pieces.append(rest)
                 edits.append((sig[0].start, sig[0].end, " }}{{ ".join(pieces)))
                 continue
-            raise Unsupported(
-                "unsplittable-output",
-                f"{Planner(template, inst, evidence)._where(node)}: one value writes both the prompt cue and generated text",
-            )
+            edit = runtime_split(node, source, straddles, [it for it in items if it.label != STRADDLE],
+                                 evidence.emitted)
+            if edit is None:
+                raise Unsupported(
+                    "unsplittable-output",
+                    f"{Planner(template, inst, evidence)._where(node)}: one value writes both the prompt cue and "
+                    "generated text, and no fixed text marks the boundary",
+                )
+            edits.append(edit)
+            continue
         if isinstance(node, Text):
             emitted = evidence.texts.get(site.id)
             raw = source[node.start : node.end]
@@ -389,6 +399,52 @@ def split_edits(template: Template, inst: Instrumented, evidence: Evidence) -> l
             continue
         raise Unsupported("unsplittable-output", f"output at offset {node.start} writes both prompt and generated text")
     return edits
+
+
+def _common_suffix(texts: list[str]) -> str:
+    first = texts[0]
+    n = 0
+    while n < len(first) and all(len(t) > n and t[-1 - n] == first[-1 - n] for t in texts):
+        n += 1
+    return first[len(first) - n :]
+
+
+def _common_prefix(texts: list[str]) -> str:
+    first = texts[0]
+    n = 0
+    while n < len(first) and all(len(t) > n and t[n] == first[n] for t in texts):
+        n += 1
+    return first[:n]
+
+
+def runtime_split(node: Output, source: str, straddles: list[Labelled], others: list[Labelled], emitted) -> tuple[int, int, str] | None:
+    """Split ``{{ X }}`` into ``{{ X[:K] }}{{ X[K:] }}`` where ``K`` is found at run time from a
+    fixed anchor text (Llama 3's ``content`` variable = header + message + ``<|eot_id|>``).
+
+    ``X[:K] ~ X[K:] == X`` for every string and every ``K``, so rendering never changes; the anchor
+    only decides where the boundary falls. The first cut of every straddling emission must be
+    the end of the first occurrence of a common suffix of the prompt parts (cue → body), or the
+    start of the last occurrence of a common prefix of the tails (body → next cue).
+    """
+    import json
+
+    texts = [emitted(it) for it in straddles]
+    firsts = [it.cuts[0] for it in straddles]
+    code = node.code(source).strip()
+    x = f"({code})"
+    for direction in ("cue", "tail"):
+        if direction == "cue":
+            anchor = _common_suffix([t[:c] for t, c in zip(texts, firsts)])
+            ok = anchor and all(t.find(anchor) + len(anchor) == c for t, c in zip(texts, firsts))
+            k = f"{x}.find({json.dumps(anchor, ensure_ascii=False)}) + {len(anchor)}"
+        else:
+            anchor = _common_prefix([t[c:] for t, c in zip(texts, firsts)])
+            ok = anchor and all(t.rfind(anchor) == c for t, c in zip(texts, firsts))
+            k = f"{x}.rfind({json.dumps(anchor, ensure_ascii=False)})"
+        if ok:
+            replacement = f"{node.open} {x}[:{k}] }}}}{{{{ {x}[{k}:] {node.close}"
+            return node.start, node.end, replacement
+    return None
 
 
 # ----------------------------------------------------------------------------- assembly

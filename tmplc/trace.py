@@ -50,6 +50,7 @@ class Emission:
     start: int
     end: int
     atoms: dict[Atom, bool]
+    trace: int = 0  # which rendering (see Evidence.renders)
 
 
 @dataclass
@@ -75,7 +76,7 @@ def _recursive(block: Block) -> bool:
     return block.name == "for" and any(t.text == "recursive" for t in block.clauses[0].tag.sig())
 
 
-def _atoms(loops: tuple[Block, ...], source: str, kwargs_atoms: bool) -> tuple[Atom, ...]:
+def _atoms(loops: tuple[Block, ...], source: str, kwargs_atoms: tuple[str, ...]) -> tuple[Atom, ...]:
     atoms: list[Atom] = []
     for block in loops:
         var = loop_var(block, source)
@@ -95,15 +96,18 @@ def _atoms(loops: tuple[Block, ...], source: str, kwargs_atoms: bool) -> tuple[A
             Atom(inner, "prev_assistant", 'loop.previtem is defined and loop.previtem.role == "assistant"'),
         ]
     atoms.append(Atom(-1, "last_assistant", 'messages and messages[-1].role == "assistant"'))
-    if kwargs_atoms:
-        atoms.append(Atom(-1, "thinking_off", "enable_thinking is defined and enable_thinking is false"))
+    for name in kwargs_atoms:
+        atoms.append(Atom(-1, f"{name}_on", f"{name} is defined and {name}"))
+        atoms.append(Atom(-1, f"{name}_off", f"{name} is defined and {name} is false"))
     return tuple(atoms)
 
 
 def sites(template: Template) -> list[Site]:
     """The output nodes the tracker can see, in source order."""
     out: list[Site] = []
-    kw = "enable_thinking" in template.source
+    from .compiler import thinking_kwargs
+
+    kw = thinking_kwargs(template.source)
 
     def visible(stack: tuple[Block, ...]) -> bool:
         return all(b.name in INLINE_BLOCKS and not _recursive(b) for b in stack)
