@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import corpus_files, read
-from tmplc.compiler import detect_features
+from tmplc.conversations import detect_features
 from tmplc.conversations import probe_cases
 from tmplc.render import render
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import CORPUS, PROOF_EXAMPLES, read
 from tmplc import augment
-from tmplc.compiler import _expand, detect_features
+from tmplc.conversations import detect_features, with_prefixes as _expand
 from tmplc.conversations import probe_cases
 from tmplc.oracle import expected_masks
 from tmplc.render import compile_template, render

@@ -98,6 +98,60 @@ def augment(paths, out, examples, seed, check, as_json) -> None:
 
 
 @main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--training", is_flag=True, help="Treat every template as a training template.")
+@click.option("--source", "source_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="The original template the training templates were made from.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True)
+@click.option("--select", multiple=True, help="Only these codes or prefixes (repeatable, comma lists allowed).")
+@click.option("--ignore", multiple=True, help="Skip these codes or prefixes.")
+def lint(paths, training, source_path, fmt, select, ignore) -> None:
+    """Check templates: markers present, balanced, visible, masking what the model generates.
+
+    Exit 0: no errors (warnings are printed); 1: errors found; 2: usage or unreadable input.
+    """
+    from . import rules as catalogue
+    from .cli_support import read_sources
+    from .lint import discover, format_github, format_json, format_text, lint_source, source_of
+
+    split = lambda vals: tuple(v.strip() for val in vals for v in val.split(",") if v.strip())  # noqa: E731
+    chosen = catalogue.select(split(select), split(ignore))
+    diags, texts = [], {}
+    for path in discover(list(paths)):
+        try:
+            srcs = read_sources(path)
+        except InputError as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(2)
+        for src in srcs:
+            original, label = source_of(src.path, src.text, source_path)
+            texts[src.label] = src.text
+            diags += lint_source(src.text, src.label, chosen, training or None, original, label)
+    if fmt == "json":
+        click.echo(format_json(diags))
+    elif fmt == "github":
+        if diags:
+            click.echo(format_github(diags))
+    elif diags:
+        click.echo(format_text(diags, texts))
+    sys.exit(1 if any(d.severity == "error" for d in diags) else 0)
+
+
+@main.command()
+@click.argument("code")
+def rule(code) -> None:
+    """Print the documentation of a rule (TMPLnnn or its name)."""
+    from .rules import RULES
+
+    for r in RULES:
+        if r.code == code.upper() or r.name == code:
+            click.echo(f"{r.code} {r.name}\n\n{r.doc()}")
+            return
+    click.echo(f"unknown rule {code}", err=True)
+    sys.exit(2)
+
+
+@main.command()
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.option("--examples", default=40, show_default=True)
 @click.option("--seed", default=0, show_default=True)

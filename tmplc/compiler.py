@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import re
 import time
-
-import jinja2
 from dataclasses import dataclass, field
 
 from . import __version__
-from .conversations import Case, Features, TOOLS, base_kwargs, probe_cases, tool_call, wrap
+from .conversations import Case, Features, detect_features, probe_cases, thinking_kwargs, with_prefixes  # noqa: F401
 from .edits import cleanup
 from .locate import Evidence, Planner, Region, Unsupported, assemble, label_trace, split_edits
 from .oracle import expected_masks
 from .prove import Failure, ProofReport, check_case, prove
-from .render import compile_template, render
+from .render import compile_template, has_markers, render  # noqa: F401
 from .syntax import Template, parse
 from .trace import TraceError, instrument, read_trace
 
-GENERATION_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")
 HEADER_RE = re.compile(r"\A\{# tmplc [^\n]*#\}\n")
-
-
-def has_markers(source: str) -> bool:
-    """True when the template already carries ``{% generation %}`` (transformers' own check)."""
-    return bool(GENERATION_RE.search(source))
 
 
 @dataclass
@@ -51,92 +43,6 @@ class AugmentResult:
     @property
     def ok(self) -> bool:
         return self.status in ("proved", "verified")
-
-
-def _try(tpl, messages, tools=None, extra=None, **kw) -> str | None:
-    try:
-        return render(tpl, messages, tools, **{**base_kwargs(), **(extra or {}), **kw})[0]
-    except Exception:  # noqa: BLE001
-        return None
-
-
-_UNDEFINED_RE = re.compile(r"'(\w+)' is undefined")
-
-
-def _required_kwargs(tpl, messages, tools) -> dict[str, str]:
-    """Template variables outside transformers' kwargs that the template cannot render
-    without (firefunction's ``functions``): each gets a placeholder string."""
-    extra: dict[str, str] = {}
-    for _ in range(3):
-        try:
-            render(tpl, messages, tools, **{**base_kwargs(), **extra})
-            return extra
-        except jinja2.UndefinedError as exc:
-            m = _UNDEFINED_RE.search(str(exc))
-            if not m or m.group(1) in extra or m.group(1) in ("messages", "tools"):
-                return {}
-            extra[m.group(1)] = ""
-        except Exception:  # noqa: BLE001
-            return {}
-    return {}
-
-
-THINKING_KWARGS = ("enable_thinking", "thinking")
-
-
-def thinking_kwargs(source: str) -> tuple[str, ...]:
-    """The reasoning switches among the template's undeclared variables (jinja2.meta)."""
-    from jinja2 import meta
-
-    names = meta.find_undeclared_variables(_env_parse(source))
-    return tuple(n for n in THINKING_KWARGS if n in names)
-
-
-def _env_parse(source: str):
-    from .render import environment
-
-    return environment().parse(source)
-
-
-def detect_features(source: str) -> Features:
-    """Probe what the template accepts (roles, content shapes, tools, reasoning, kwargs)."""
-    tpl = compile_template(source)
-    s = lambda i, role, **kw: {"role": role, "content": wrap(i, "c"), **kw}  # noqa: E731
-    b = lambda i, role, **kw: {"role": role, "content": [{"type": "text", "text": wrap(i, "c")}], **kw}  # noqa: E731
-    basic_s, basic_b = [s(0, "user"), s(1, "assistant")], [b(0, "user"), b(1, "assistant")]
-    extra: dict[str, str] = {}
-    tools_required = False
-    if _try(tpl, basic_s) is None and _try(tpl, basic_b) is None:
-        if _try(tpl, basic_s, TOOLS) is not None or _try(tpl, basic_b, TOOLS) is not None:
-            tools_required = True
-        else:
-            extra = _required_kwargs(tpl, basic_s, None) or _required_kwargs(tpl, basic_b, None)
-    default_tools = TOOLS if tools_required else None
-
-    def ok(messages, tools=None) -> str | None:
-        return _try(tpl, messages, tools or default_tools, extra)
-
-    string_content = "«/1c»" in (ok(basic_s) or "")
-    block_content = "«/1c»" in (ok(basic_b) or "")
-    m = s if string_content else b
-    system = ok([m(0, "system"), m(1, "user"), m(2, "assistant")]) is not None
-    call = m(1, "assistant", tool_calls=[tool_call(1, 0)])
-    tool_calls = ok([m(0, "user"), call]) is not None
-    tools = ok([m(0, "user"), m(1, "assistant")], TOOLS) is not None
-    tool_role = tool_calls and ok([m(0, "user"), call, m(2, "tool", tool_call_id="call0"), m(3, "assistant")]) is not None
-    reasoning = ok([m(0, "user"), m(1, "assistant", reasoning_content=wrap(1, "r"))]) is not None
-    return Features(system, tools, tool_calls, tool_role, reasoning, string_content, block_content,
-                    thinking_kwargs(source), tools_required, tuple(sorted(extra.items())))
-
-
-def _expand(cases: list[Case]) -> list[Case]:
-    out = []
-    for c in cases:
-        out.append(c)
-        for i, m in enumerate(c.messages[:-1]):
-            if m["role"] == "assistant" and i > 0:
-                out.append(Case(c.messages[: i + 1], c.tools, c.kwargs, False))
-    return out
 
 
 def _collect(original: str, template: Template, cases: list[Case]):
@@ -254,7 +160,7 @@ def augment(source: str, name: str = "<string>", examples: int = 200, seed: int 
     for _round in range(3):
         t0 = time.perf_counter()
         try:
-            body, regions = locate(source, _expand(probes))
+            body, regions = locate(source, with_prefixes(probes))
         except Unsupported as exc:
             timings["locate"] = timings.get("locate", 0) + time.perf_counter() - t0
             cex = Failure("oracle", exc.message, exc.case) if exc.case is not None else last_failure

@@ -9,10 +9,13 @@ rendered text without trusting the code under test.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import strategies as st
+import jinja2
+
+from .render import compile_template, environment, render
 
 TOOLS = [
     {
@@ -155,68 +158,88 @@ def probe_cases(features: Features) -> list[Case]:
     return cases
 
 
-# ----------------------------------------------------------------------------- strategies
+# ----------------------------------------------------------------------------- probing
 
-_TEXT_ALPHABET = st.characters(
-    codec="utf-8", exclude_categories=("Cs", "Co", "Cn"), exclude_characters="«»\r\x00"
-)
-_SPECIAL = st.sampled_from(["", " ", "\n", "{{ x }}", "{% if %}", "<|im_end|>", "</s>", "  lead", "trail  ", "\n\nmulti\nline\n", "é中文🙂"])
-texts = st.one_of(st.text(_TEXT_ALPHABET, max_size=12), _SPECIAL)
+def _try(tpl, messages, tools=None, extra=None, **kw) -> str | None:
+    try:
+        return render(tpl, messages, tools, **{**base_kwargs(), **(extra or {}), **kw})[0]
+    except Exception:  # noqa: BLE001
+        return None
 
 
-@st.composite
-def cases(draw, features: Features) -> Case:
-    """Hypothesis strategy for conversations a template supports (see :class:`Features`).
+_UNDEFINED_RE = re.compile(r"'(\w+)' is undefined")
 
-    Shapes: optional system message, 1-3 user rounds, assistant messages with optional
-    reasoning and tool calls (dict or JSON-string arguments), tool results, empty assistant
-    content with tool calls, multimodal content blocks, unicode / newlines / Jinja-looking text,
-    ``tools``, ``enable_thinking`` true/false/absent, bos/eos tokens, and a final user message
-    with or without the generation prompt.
-    """
-    blocks_ok = features.block_content
-    strings_ok = features.string_content
-    use_blocks = draw(st.booleans()) if (blocks_ok and strings_ok) else blocks_ok and not strings_ok
-    messages: list[dict] = []
 
-    def content(i: int, role: str) -> Any:
-        body = draw(texts)
-        if use_blocks:
-            image_first = role == "user" and draw(st.booleans())
-            return content_value(i, body, True, image_first)
-        return content_value(i, body, False)
+def _required_kwargs(tpl, messages, tools) -> dict[str, str]:
+    """Template variables outside transformers' kwargs that the template cannot render
+    without (firefunction's ``functions``): each gets a placeholder string."""
+    extra: dict[str, str] = {}
+    for _ in range(3):
+        try:
+            render(tpl, messages, tools, **{**base_kwargs(), **extra})
+            return extra
+        except jinja2.UndefinedError as exc:
+            m = _UNDEFINED_RE.search(str(exc))
+            if not m or m.group(1) in extra or m.group(1) in ("messages", "tools"):
+                return {}
+            extra[m.group(1)] = ""
+        except Exception:  # noqa: BLE001
+            return {}
+    return {}
 
-    if features.system and draw(st.booleans()):
-        messages.append({"role": "system", "content": content(0, "system")})
-    rounds = draw(st.integers(1, 3))
-    use_tools = features.tools_required or (features.tool_calls and features.tools and draw(st.booleans()))
-    for r in range(rounds):
-        i = len(messages)
-        messages.append({"role": "user", "content": content(i, "user")})
-        last_round = r == rounds - 1
-        if last_round and draw(st.integers(0, 4)) == 0:
-            break  # conversation ends with a user message
-        i = len(messages)
-        m: dict[str, Any] = {"role": "assistant", "content": content(i, "assistant")}
-        if features.reasoning and draw(st.booleans()):
-            m["reasoning_content"] = wrap(i, "r", draw(texts))
-        ncalls = draw(st.integers(0, 2)) if features.tool_calls else 0
-        if ncalls:
-            m["tool_calls"] = [tool_call(i, k, draw(st.booleans()), draw(texts)) for k in range(ncalls)]
-            if draw(st.booleans()):
-                m["content"] = [] if use_blocks else ""
-        messages.append(m)
-        if ncalls and features.tool_role:
-            for k in range(ncalls):
-                j = len(messages)
-                messages.append({"role": "tool", "tool_call_id": f"call{k}", "name": m["tool_calls"][k]["function"]["name"],
-                                 "content": content(j, "tool")})
-            j = len(messages)
-            messages.append({"role": "assistant", "content": content(j, "assistant")})
-    kwargs = features.kwargs()
-    for name in features.thinking_kwargs:
-        flag = draw(st.sampled_from([None, True, False]))
-        if flag is not None:
-            kwargs[name] = flag
-    agp = messages[-1]["role"] != "assistant" and draw(st.booleans())
-    return Case(messages, TOOLS if use_tools else None, kwargs, agp)
+
+THINKING_KWARGS = ("enable_thinking", "thinking")
+
+
+def thinking_kwargs(source: str) -> tuple[str, ...]:
+    """The reasoning switches among the template's undeclared variables (jinja2.meta)."""
+    from jinja2 import meta
+
+    names = meta.find_undeclared_variables(_env_parse(source))
+    return tuple(n for n in THINKING_KWARGS if n in names)
+
+
+def _env_parse(source: str):
+    return environment().parse(source)
+
+
+def detect_features(source: str) -> Features:
+    """Probe what the template accepts (roles, content shapes, tools, reasoning, kwargs)."""
+    tpl = compile_template(source)
+    s = lambda i, role, **kw: {"role": role, "content": wrap(i, "c"), **kw}  # noqa: E731
+    b = lambda i, role, **kw: {"role": role, "content": [{"type": "text", "text": wrap(i, "c")}], **kw}  # noqa: E731
+    basic_s, basic_b = [s(0, "user"), s(1, "assistant")], [b(0, "user"), b(1, "assistant")]
+    extra: dict[str, str] = {}
+    tools_required = False
+    if _try(tpl, basic_s) is None and _try(tpl, basic_b) is None:
+        if _try(tpl, basic_s, TOOLS) is not None or _try(tpl, basic_b, TOOLS) is not None:
+            tools_required = True
+        else:
+            extra = _required_kwargs(tpl, basic_s, None) or _required_kwargs(tpl, basic_b, None)
+    default_tools = TOOLS if tools_required else None
+
+    def ok(messages, tools=None) -> str | None:
+        return _try(tpl, messages, tools or default_tools, extra)
+
+    string_content = "«/1c»" in (ok(basic_s) or "")
+    block_content = "«/1c»" in (ok(basic_b) or "")
+    m = s if string_content else b
+    system = ok([m(0, "system"), m(1, "user"), m(2, "assistant")]) is not None
+    call = m(1, "assistant", tool_calls=[tool_call(1, 0)])
+    tool_calls = ok([m(0, "user"), call]) is not None
+    tools = ok([m(0, "user"), m(1, "assistant")], TOOLS) is not None
+    tool_role = tool_calls and ok([m(0, "user"), call, m(2, "tool", tool_call_id="call0"), m(3, "assistant")]) is not None
+    reasoning = ok([m(0, "user"), m(1, "assistant", reasoning_content=wrap(1, "r"))]) is not None
+    return Features(system, tools, tool_calls, tool_role, reasoning, string_content, block_content,
+                    thinking_kwargs(source), tools_required, tuple(sorted(extra.items())))
+
+
+def with_prefixes(cases: list[Case]) -> list[Case]:
+    """Each case, plus every prefix of it that ends with a (non-final) assistant message."""
+    out = []
+    for c in cases:
+        out.append(c)
+        for i, m in enumerate(c.messages[:-1]):
+            if m["role"] == "assistant" and i > 0:
+                out.append(Case(c.messages[: i + 1], c.tools, c.kwargs, False))
+    return out

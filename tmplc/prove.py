@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, seed as hseed, settings
 from hypothesis.errors import HypothesisException
 
-from .conversations import Case, Features, cases
+from .conversations import Case, Features
+from .strategies import cases
 from .oracle import Problem, expected_masks
 from .render import compile_template, render
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import re
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Callable
@@ -227,6 +228,14 @@ def render(
     finally:
         _TRACKING.reset(token)
     return "".join(blocks), spans
+
+
+GENERATION_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
+def has_markers(source: str) -> bool:
+    """True when the template carries ``{% generation %}`` (the regex transformers uses)."""
+    return bool(GENERATION_RE.search(source))
 
 
 RenderFn = Callable[..., tuple[str, list[Span]]]

@@ -105,7 +105,7 @@ def _atoms(loops: tuple[Block, ...], source: str, kwargs_atoms: tuple[str, ...])
 def sites(template: Template) -> list[Site]:
     """The output nodes the tracker can see, in source order."""
     out: list[Site] = []
-    from .compiler import thinking_kwargs
+    from .conversations import thinking_kwargs
 
     kw = thinking_kwargs(template.source)
 

@@ -251,6 +251,12 @@ def _error(source: str, offset: int, message: str, path: str) -> InputError:
     return InputError(message, path, line, col)
 
 
+def _unclosed(source: str, block: "Block", at: Tag, path: str) -> InputError:
+    line, col = LineIndex(source).position(at.start)
+    return _error(source, block.start, f"unclosed '{block.name}' block (no 'end{block.name}' before "
+                  f"'{at.name}' at {line}:{col})", path)
+
+
 def _leaf_from_tree(item, source: str, path: str) -> Node:
     if isinstance(item, LarkToken):
         cls = {"DATA": Text, "COMMENT": Comment, "RAW": Raw}[item.type]
@@ -322,6 +328,8 @@ def parse(source: str, path: str = "<string>") -> Template:
             stack.append((block, current))
             current = block.clauses[0].body
         elif name.startswith("end") and name[3:] in BLOCK_TAGS:
+            if stack and stack[-1][0].name != name[3:] and any(b.name == name[3:] for b, _ in stack):
+                raise _unclosed(source, stack[-1][0], leaf, path)
             if not stack or stack[-1][0].name != name[3:]:
                 expected = f"'end{stack[-1][0].name}'" if stack else "no open block"
                 raise _error(source, leaf.start, f"unexpected '{name}' (expected {expected})", path)
@@ -334,6 +342,8 @@ def parse(source: str, path: str = "<string>") -> Template:
             block.clauses.append(Clause(leaf, []))
             current = block.clauses[-1].body
         elif name in ("elif", "else"):
+            if any(name in BLOCK_TAGS[b.name] for b, _ in stack):
+                raise _unclosed(source, stack[-1][0], leaf, path)
             raise _error(source, leaf.start, f"'{name}' outside of a matching block", path)
         else:
             current.append(Statement(leaf.start, leaf.end, leaf))

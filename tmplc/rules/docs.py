@@ -1,0 +1,33 @@
+"""Generate docs/rules.md from the rule docstrings (``python -m tmplc.rules.docs > docs/rules.md``)."""
+
+from __future__ import annotations
+
+from . import RULES
+from .base import SECTIONS
+
+
+def markdown() -> str:
+    out = ["# Lint rules", "", "Generated from the rule docstrings by `python -m tmplc.rules.docs`; do not edit by hand.", "",
+           "| code | name | severity | default |", "|---|---|---|---|"]
+    for r in RULES:
+        out.append(f"| {r.code} | `{r.name}` | {r.severity} | {'yes' if r.default else 'no (`--select`)'} |")
+    for r in RULES:
+        doc = r.doc()
+        summary, _, body = doc.partition("\n")
+        out += ["", f"## {r.code} `{r.name}`", "", summary.strip(), ""]
+        current = None
+        for line in body.splitlines():
+            stripped = line.strip()
+            if stripped.rstrip(":") in SECTIONS and stripped.endswith(":"):
+                current = stripped.rstrip(":")
+                out += [f"**{current}.**", ""]
+            elif stripped:
+                out.append(stripped)
+            elif current:
+                out.append("")
+        out.append("")
+    return "\n".join(line.rstrip() for line in out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

@@ -1,0 +1,118 @@
+"""Compare a marked template's generation spans with the oracle on the probe set.
+
+Every differing character is attributed, through the tracer, to the template node that wrote
+it, so lint rules can point at a line. Offsets are characters of the rendering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..conversations import Case, detect_features, probe_cases, with_prefixes
+from ..oracle import expected_masks
+from ..render import compile_template, render
+from ..syntax import Template
+from ..trace import TraceError, instrument, read_trace
+
+
+@dataclass
+class Defect:
+    kind: str  # "cue", "other-role", "stop-token", "field"
+    offset: int  # source offset of the node that wrote (or failed to mark) the text
+    text: str  # the rendered characters concerned
+    turn: int
+    case: Case
+
+
+@dataclass
+class MaskAnalysis:
+    defects: list[Defect] = field(default_factory=list)
+    prefix_breaks: list[tuple[int, Case, str]] = field(default_factory=list)  # (message index, case, what)
+    checked_turns: int = 0
+
+
+def _runs(chars: list[int]) -> list[tuple[int, int]]:
+    runs: list[list[int]] = []
+    for c in chars:
+        if runs and c == runs[-1][1]:
+            runs[-1][1] = c + 1
+        else:
+            runs.append([c, c + 1])
+    return [(a, b) for a, b in runs]
+
+
+def analyse(source: str, template: Template | None) -> MaskAnalysis:
+    """Render the probe set; collect mask defects and prefix-preservation breaks."""
+    out = MaskAnalysis()
+    if template is None:
+        return out
+    tpl = compile_template(source)
+    try:
+        inst = instrument(template)
+    except Exception:  # noqa: BLE001 - an untraceable template: no attribution
+        inst = None
+    features = detect_features(source)
+    for case in with_prefixes(probe_cases(features)):
+        def r(m, agp, case=case):
+            return render(tpl, m, case.tools, add_generation_prompt=agp, **case.kwargs)[0]
+
+        try:
+            oracle = expected_masks(r, case)
+        except Exception:  # noqa: BLE001 - the template refuses this probe
+            continue
+        _prefix_check(r, case, out)
+        if oracle.problems:
+            continue
+        last_agp = case.messages[-1]["role"] != "assistant" and case.add_generation_prompt
+        text, spans = render(tpl, case.messages, case.tools, add_generation_prompt=last_agp, **case.kwargs)
+        if not spans:
+            continue
+        out.checked_turns += len(oracle.turns)
+        actual = {c for a, b in spans for c in range(a, b)}
+        expected = oracle.mask()
+        if actual == expected:
+            continue
+        owner = _owners(inst, case, last_agp, text) if inst is not None else {}
+        for a, b in _runs(sorted(actual - expected)):
+            turn = next((i for i, (s, _) in oracle.turns.items() if b == s), None)
+            kind = "cue" if turn is not None else "other-role"
+            out.defects.append(Defect(kind, owner.get(a, 0), text[a:b], turn or -1, case))
+        for a, b in _runs(sorted(expected - actual)):
+            turn = next((i for i, (s, e) in oracle.turns.items() if s <= a < e), -1)
+            end = oracle.turns.get(turn, (0, 0))[1]
+            kind = "stop-token" if b == end else "field"
+            out.defects.append(Defect(kind, owner.get(a, 0), text[a:b], turn, case))
+    return out
+
+
+def _owners(inst, case: Case, agp: bool, text: str) -> dict[int, int]:
+    raw = render(inst.compiled, case.messages, case.tools, add_generation_prompt=agp, **case.kwargs)[0]
+    try:
+        trace = read_trace(inst, raw)
+    except TraceError:
+        return {}
+    if trace.text != text:
+        return {}
+    owner: dict[int, int] = {}
+    for e in trace.emissions:
+        for c in range(e.start, e.end):
+            owner[c] = inst.sites[e.site].node.start
+    return owner
+
+
+def _prefix_check(r, case: Case, out: MaskAnalysis) -> None:
+    """render(messages[:k]) must be a prefix of render(messages) at each message boundary, and
+    with the generation prompt before an assistant message."""
+    msgs = case.messages
+    if len(msgs) < 2 or case.add_generation_prompt:
+        return
+    try:
+        full = r(msgs, False)
+        for k in range(1, len(msgs)):
+            if msgs[k]["role"] == "assistant":
+                head = r(msgs[:k], True)
+                if not full.startswith(head):
+                    out.prefix_breaks.append((k, case, "the generation prompt before it"))
+                    return
+    except Exception:  # noqa: BLE001
+        return

@@ -1,0 +1,79 @@
+from ..render import has_markers
+from ..syntax import Block
+from .base import Bad, Context, Good, Rule
+
+
+class WhitespaceHazard(Rule):
+    """A generation tag eats a newline or indentation that the template writes.
+
+    What it does:
+        Reports ``{% generation %}`` / ``{% endgeneration %}`` tags directly followed by a newline
+        without ``+%}`` (``trim_blocks`` removes it) or preceded by indentation without ``{%+``
+        (``lstrip_blocks`` removes it) while the neighbouring tag would have kept it.
+
+    Why it matters:
+        Under transformers' ``trim_blocks``/``lstrip_blocks`` the marker's position changes the
+        rendered text: ``…<|end|>{% endgeneration %}\\n`` loses the ``\\n`` the original had, so
+        training text differs from inference text.
+
+    Example:
+        ``{{ m.content + '<|end|>' }}{% endgeneration %}\\n{% endfor %}``
+
+    Use instead:
+        ``{{ m.content + '<|end|>' }}{% endgeneration +%}\\n{% endfor %}``, or move the newline
+        inside the block.
+
+    Fix safety:
+        No automatic fix in lint; ``tmplc augment`` chooses whitespace control for every tag.
+    """
+
+    code = "TMPL010"
+    name = "whitespace-hazard"
+    severity = "warning"
+    examples = [
+        Bad("{% for m in messages %}{% generation %}{{ m.content }}{% endgeneration %}\n{{ '|' }}{% endfor %}", line=1),
+        Good("{% for m in messages %}{% generation %}{{ m.content }}{% endgeneration +%}\n{{ '|' }}{% endfor %}"),
+        Good("{%- for m in messages %}\n    {%- generation %}{{- m.content }}{%- endgeneration %}\n{%- endfor %}"),
+    ]
+
+    def check(self, ctx: Context):
+        if not has_markers(ctx.source) or ctx.template is None:
+            return
+        src = ctx.source
+        tags = [t for node, _ in ctx.template.walk() if isinstance(node, Block) and node.name == "generation"
+                for t in (node.clauses[0].tag, node.end_tag)]
+        candidates = []
+        for tag in tags:
+            before = src[src.rfind("\n", 0, tag.start) + 1 : tag.start]
+            if tag.right_mod == "" and src[tag.end : tag.end + 1] in ("\n", "\r"):
+                candidates.append((tag, "is followed by a newline that trim_blocks removes; use '+%}'"))
+            elif tag.left_mod == "" and before and not before.strip(" \t"):
+                candidates.append((tag, "is preceded by indentation that lstrip_blocks removes; use '{%+'"))
+        if candidates and self._changes_rendering(src, tags):
+            for tag, why in candidates:
+                yield self.at(ctx, tag.start, f"'{src[tag.start:tag.end]}' {why}")
+
+    @staticmethod
+    def _changes_rendering(src: str, tags) -> bool:
+        """Render the probes with and without the generation tags."""
+        from ..conversations import detect_features, probe_cases
+        from ..render import compile_template, render
+
+        stripped, last = [], 0
+        for tag in sorted(tags, key=lambda t: t.start):
+            stripped.append(src[last : tag.start])
+            last = tag.end
+        stripped.append(src[last:])
+        try:
+            a, b = compile_template(src), compile_template("".join(stripped))
+        except Exception:  # noqa: BLE001
+            return False
+        for case in probe_cases(detect_features(src))[:6]:
+            try:
+                ra = render(a, case.messages, case.tools, add_generation_prompt=case.add_generation_prompt, **case.kwargs)[0]
+                rb = render(b, case.messages, case.tools, add_generation_prompt=case.add_generation_prompt, **case.kwargs)[0]
+            except Exception:  # noqa: BLE001
+                continue
+            if ra != rb:
+                return True
+        return False

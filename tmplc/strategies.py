@@ -1,0 +1,74 @@
+"""Hypothesis strategies for conversations (imported by the proof only, never by ``lint``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from .conversations import TOOLS, Case, Features, content_value, tool_call, wrap
+
+
+_TEXT_ALPHABET = st.characters(
+    codec="utf-8", exclude_categories=("Cs", "Co", "Cn"), exclude_characters="«»\r\x00"
+)
+_SPECIAL = st.sampled_from(["", " ", "\n", "{{ x }}", "{% if %}", "<|im_end|>", "</s>", "  lead", "trail  ", "\n\nmulti\nline\n", "é中文🙂"])
+texts = st.one_of(st.text(_TEXT_ALPHABET, max_size=12), _SPECIAL)
+
+
+@st.composite
+def cases(draw, features: Features) -> Case:
+    """Hypothesis strategy for conversations a template supports (see :class:`Features`).
+
+    Shapes: optional system message, 1-3 user rounds, assistant messages with optional
+    reasoning and tool calls (dict or JSON-string arguments), tool results, empty assistant
+    content with tool calls, multimodal content blocks, unicode / newlines / Jinja-looking text,
+    ``tools``, ``enable_thinking`` true/false/absent, bos/eos tokens, and a final user message
+    with or without the generation prompt.
+    """
+    blocks_ok = features.block_content
+    strings_ok = features.string_content
+    use_blocks = draw(st.booleans()) if (blocks_ok and strings_ok) else blocks_ok and not strings_ok
+    messages: list[dict] = []
+
+    def content(i: int, role: str) -> Any:
+        body = draw(texts)
+        if use_blocks:
+            image_first = role == "user" and draw(st.booleans())
+            return content_value(i, body, True, image_first)
+        return content_value(i, body, False)
+
+    if features.system and draw(st.booleans()):
+        messages.append({"role": "system", "content": content(0, "system")})
+    rounds = draw(st.integers(1, 3))
+    use_tools = features.tools_required or (features.tool_calls and features.tools and draw(st.booleans()))
+    for r in range(rounds):
+        i = len(messages)
+        messages.append({"role": "user", "content": content(i, "user")})
+        last_round = r == rounds - 1
+        if last_round and draw(st.integers(0, 4)) == 0:
+            break  # conversation ends with a user message
+        i = len(messages)
+        m: dict[str, Any] = {"role": "assistant", "content": content(i, "assistant")}
+        if features.reasoning and draw(st.booleans()):
+            m["reasoning_content"] = wrap(i, "r", draw(texts))
+        ncalls = draw(st.integers(0, 2)) if features.tool_calls else 0
+        if ncalls:
+            m["tool_calls"] = [tool_call(i, k, draw(st.booleans()), draw(texts)) for k in range(ncalls)]
+            if draw(st.booleans()):
+                m["content"] = [] if use_blocks else ""
+        messages.append(m)
+        if ncalls and features.tool_role:
+            for k in range(ncalls):
+                j = len(messages)
+                messages.append({"role": "tool", "tool_call_id": f"call{k}", "name": m["tool_calls"][k]["function"]["name"],
+                                 "content": content(j, "tool")})
+            j = len(messages)
+            messages.append({"role": "assistant", "content": content(j, "assistant")})
+    kwargs = features.kwargs()
+    for name in features.thinking_kwargs:
+        flag = draw(st.sampled_from([None, True, False]))
+        if flag is not None:
+            kwargs[name] = flag
+    agp = messages[-1]["role"] != "assistant" and draw(st.booleans())
+    return Case(messages, TOOLS if use_tools else None, kwargs, agp)
