@@ -11,7 +11,7 @@ from conftest import CORPUS, PROOF_EXAMPLES, read
 from tmplc import augment
 from tmplc.conversations import detect_features, with_prefixes as _expand
 from tmplc.conversations import probe_cases
-from tmplc.oracle import expected_masks
+from tmplc.oracle import expected_masks, oracle_for
 from tmplc.render import compile_template, render
 
 PAIRS = sorted(p.name[: -len("_training.jinja")] for p in CORPUS.glob("trl__*_training.jinja"))
@@ -32,12 +32,8 @@ def compare(name):
     for case in _expand(probe_cases(detect_features(original))):
         last_agp = case.messages[-1]["role"] != "assistant" and case.add_generation_prompt
 
-        def r(m, agp, case=case):
-            return render(orig, m, case.tools, add_generation_prompt=agp, **case.kwargs)[0]
-
-        try:
-            oracle = expected_masks(r, case)
-        except Exception:  # noqa: BLE001 - the original refuses this conversation
+        oracle = oracle_for(orig, case)
+        if oracle is None:
             continue
         if oracle.problems:
             continue

@@ -10,7 +10,7 @@ from . import __version__
 from .conversations import Case, Features, detect_features, probe_cases, thinking_kwargs, with_prefixes  # noqa: F401
 from .edits import cleanup
 from .locate import Evidence, Planner, Region, Unsupported, assemble, label_trace, split_edits
-from .oracle import expected_masks
+from .oracle import oracle_for
 from .prove import Failure, ProofReport, check_case, prove
 from .render import compile_template, has_markers, render  # noqa: F401
 from .syntax import Template, parse
@@ -52,12 +52,8 @@ def _collect(original: str, template: Template, cases: list[Case]):
     rendered = 0
     assistant_turns = 0
     for case in cases:
-        def r(m, agp, case=case):
-            return render(orig, m, case.tools, add_generation_prompt=agp, **case.kwargs)[0]
-
-        try:
-            oracle = expected_masks(r, case)
-        except Exception:  # noqa: BLE001 - the template refuses this probe
+        oracle = oracle_for(orig, case)
+        if oracle is None:
             continue
         rendered += 1
         for p in oracle.problems:

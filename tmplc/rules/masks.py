@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..conversations import Case, detect_features, probe_cases, with_prefixes
-from ..oracle import expected_masks
+from ..oracle import oracle_for
 from ..render import compile_template, render
 from ..syntax import Template
 from ..trace import TraceError, instrument, read_trace
@@ -53,14 +53,10 @@ def analyse(source: str, template: Template | None) -> MaskAnalysis:
         inst = None
     features = detect_features(source)
     for case in with_prefixes(probe_cases(features)):
-        def r(m, agp, case=case):
-            return render(tpl, m, case.tools, add_generation_prompt=agp, **case.kwargs)[0]
-
-        try:
-            oracle = expected_masks(r, case)
-        except Exception:  # noqa: BLE001 - the template refuses this probe
+        oracle = oracle_for(tpl, case)
+        if oracle is None:
             continue
-        _prefix_check(r, case, out)
+        _prefix_check(tpl, case, out)
         if oracle.problems:
             continue
         last_agp = case.messages[-1]["role"] != "assistant" and case.add_generation_prompt
@@ -100,9 +96,12 @@ def _owners(inst, case: Case, agp: bool, text: str) -> dict[int, int]:
     return owner
 
 
-def _prefix_check(r, case: Case, out: MaskAnalysis) -> None:
-    """render(messages[:k]) must be a prefix of render(messages) at each message boundary, and
-    with the generation prompt before an assistant message."""
+def _prefix_check(tpl, case: Case, out: MaskAnalysis) -> None:
+    """With the generation prompt, the rendering before each assistant message must be a prefix
+    of the full rendering (what incremental masking and RL rollouts assume)."""
+    def r(messages, agp):
+        return render(tpl, messages, case.tools, add_generation_prompt=agp, **case.kwargs)[0]
+
     msgs = case.messages
     if len(msgs) < 2 or case.add_generation_prompt:
         return
