@@ -75,3 +75,25 @@ def test_header_round_trip():
     source = read(CORPUS / "trl__phi3.jinja")
     text = augment(source, "phi3.jinja", examples=10).text
     assert "generation" in strip_header(text) and not strip_header(text).startswith("{# tmplc")
+
+
+def test_proof_reproducible_whatever_the_process_imported():
+    """The same seed draws the same conversations in a test run and in the CLI (hypothesis would
+    otherwise bias generation with constants from whatever local modules are loaded)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "{imports}\n"
+        "from tmplc import augment\n"
+        "r = augment(open(sys.argv[1]).read(), 'a', examples=25)\n"
+        "print(r.report.examples, r.report.valid, r.report.turns_checked)\n"
+    )
+    path = str(CORPUS / "chujiezheng__alpaca.jinja")
+    outs = {
+        subprocess.run([sys.executable, "-c", code.format(imports=imports), path], capture_output=True,
+                       text=True, check=True).stdout
+        for imports in ("pass", "import hypothesis, tmplc.cli, tmplc.lint, tmplc.rules")
+    }
+    assert len(outs) == 1, outs

@@ -22,6 +22,8 @@ def test_every_template_has_an_outcome(rows):
         if r["outcome"] == "unsupported":
             assert r["reason"] in REASONS, r  # never an internal error
             assert r["message"], r
+            if r["reason"] not in ("raises-on-every-probe", "never-renders-assistant"):
+                assert r["counterexample"] and r["counterexample"]["messages"], r
 
 
 def test_issue_targets_proved(rows):

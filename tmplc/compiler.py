@@ -72,6 +72,7 @@ def _collect(original: str, template: Template, cases: list[Case]):
             raise Unsupported("trace-mismatch", "the instrumented template renders differently", case)
         key = len(evidence.renders)
         evidence.renders[key] = trace.text
+        evidence.cases[key] = case
         for e in trace.emissions:
             e.trace = key
         for item in label_trace(trace.emissions, oracle.mask()):

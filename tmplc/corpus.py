@@ -39,12 +39,17 @@ def run(directory: Path, examples: int = 40, seed: int = 0) -> list[dict]:
             outcome, reason, message = result.status, result.reason, result.message
             n = result.report.examples if result.report else 0
             turns = result.report.turns_checked if result.report else 0
+            cex = result.counterexample
+            counterexample = ({"messages": cex.case.messages, "tools": bool(cex.case.tools), "kwargs": cex.case.kwargs,
+                               "add_generation_prompt": cex.case.add_generation_prompt}
+                              if cex is not None and cex.case is not None and cex.case.messages else None)
             timings = result.timings
         except InputError as exc:
             outcome, reason, message, n, turns, timings = "bad-input", "bad-input", str(exc), 0, 0, {}
+            counterexample = None
         rows.append({
             "file": path.name, "family": families.get(path.name, "").replace("|", "/"), "kind": kind, "outcome": outcome,
-            "reason": reason, "message": message, "examples": n, "turns": turns,
+            "reason": reason, "message": message, "examples": n, "turns": turns, "counterexample": counterexample,
             "seconds": {**{k: round(v, 3) for k, v in timings.items()}, "total": round(time.perf_counter() - t0, 3)},
         })
     return rows

@@ -76,7 +76,8 @@ class Region:
 class Evidence:
     labels: dict[int, list[Labelled]] = field(default_factory=dict)
     texts: dict[int, str] = field(default_factory=dict)  # site id → emitted text (text runs)
-    renders: dict[int, str] = field(default_factory=dict)  # id(trace) → plain text, see emitted()
+    renders: dict[int, str] = field(default_factory=dict)  # rendering key → plain text, see emitted()
+    cases: dict[int, Case] = field(default_factory=dict)  # rendering key → the probe conversation
 
     def emitted(self, item: Labelled) -> str:
         return self.renders[item.emission.trace][item.emission.start : item.emission.end]
@@ -257,12 +258,15 @@ class Planner:
                     self._plan(clause.body, stack + (node,), regions)
                 continue
             site = self.site_of.get(id(node))
+            example = self.evidence.cases.get(next((it.emission.trace for it in items if it.label != OUT), -1))
             if any(it.label == STRADDLE for it in items):
-                raise Unsupported("unsplittable-output", f"{self._where(node)}: one output writes both prompt and generated text")
+                raise Unsupported("unsplittable-output", f"{self._where(node)}: one output writes both prompt and generated text",
+                                  example)
             raise Unsupported(
                 "no-condition",
                 f"{self._where(node)}: emitted as generated text in some turns and as prompt in others"
                 + (f" ({len(site.atoms)} traced atoms, none separates them)" if site else ""),
+                example,
             )
         close()
 
@@ -367,6 +371,7 @@ def split_edits(template: Template, inst: Instrumented, evidence: Evidence) -> l
                     "unsplittable-output",
                     f"{Planner(template, inst, evidence)._where(node)}: one value writes both the prompt cue and "
                     "generated text, and no fixed text marks the boundary",
+                    evidence.cases.get(straddles[0].emission.trace),
                 )
             edits.append(edit)
             continue

@@ -15,6 +15,7 @@ actual spans marked.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, seed as hseed, settings
@@ -144,6 +145,28 @@ def _merge(spans):
     return [tuple(s) for s in out]
 
 
+@contextmanager
+def _reproducible():
+    """Hypothesis (6.13x and later) biases generation with constants harvested from every local
+    module loaded so far, so one seed draws different conversations depending on what the process
+    imported (a test run vs the CLI). The proof must be reproducible from its seed: while it runs,
+    that pool is empty. Internal API, hence the guard: without it, nothing is patched."""
+    try:
+        from hypothesis.internal.conjecture import providers
+
+        original, cache, empty = providers._get_local_constants, providers.CONSTANTS_CACHE, providers.Constants()
+    except (ImportError, AttributeError):  # pragma: no cover - other hypothesis versions
+        yield
+        return
+    cache.cache.clear()
+    providers._get_local_constants = lambda: empty
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        cache.cache.clear()
+
+
 def prove(original: str, training: str, features: Features, examples: int = 200, seed: int = 0) -> ProofReport:
     """Run the proof with ``examples`` hypothesis examples from ``seed`` (deterministic).
 
@@ -172,7 +195,8 @@ def prove(original: str, training: str, features: Features, examples: int = 200,
             raise
 
     try:
-        run()
+        with _reproducible():
+            run()
     except ProofFailure as exc:
         report.failure = exc.failure
     except HypothesisException as exc:  # pragma: no cover - flaky or unsatisfiable
