@@ -136,7 +136,7 @@ def test_pre_commit_hook(tmp_path):
     assert "qwen2_5_training.jinja:40:" in out and "TMPL002" in out
 
     lines = good.split("\n")
-    assert lines[27].strip() == "{{- '\\n' }}{% generation %}{{ message.content }}{% endgeneration +%}"
+    assert lines[27].strip() == "{{- '\\n' }}{% generation %}{{ '' + message.content }}{% endgeneration +%}"
     lines[27] = lines[27].replace("{{- '\\n' }}{% generation %}", "{% generation %}{{- '\\n' }}")
     target.write_text("\n".join(lines))
     code, out = hook()

@@ -69,7 +69,7 @@ def read_sources(path: Path) -> list[Source]:
         if isinstance(tmpl, list) and all(isinstance(t, dict) and "name" in t and "template" in t for t in tmpl):
             return [Source(path, t["template"], t["name"]) for t in tmpl]
         raise InputError("no 'chat_template' string or list of {name, template}", str(path), 1, 1)
-    return [Source(path, text.replace("\r\n", "\r\n"))]
+    return [Source(path, text)]
 
 
 def output_path(src: Source, out: Path | None) -> Path:

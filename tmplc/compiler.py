@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import __version__
-from .conversations import Case, Features, detect_features, probe_cases, thinking_kwargs, with_prefixes  # noqa: F401
+from .conversations import Case, Features, detect_features, probe_cases, thinking_kwargs, with_prefixes  # noqa: F401 - re-exported
 from .edits import cleanup
 from .locate import Evidence, Planner, Region, Unsupported, assemble, label_trace, split_edits
 from .oracle import oracle_for

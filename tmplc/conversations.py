@@ -46,6 +46,7 @@ class Features:
     block_content: bool = False
     thinking_kwargs: tuple[str, ...] = ()  # template kwargs that switch reasoning (enable_thinking, thinking)
     tools_required: bool = False
+    tool_args: tuple[str, ...] = ("dict", "json")  # argument shapes the template renders
     extra_kwargs: tuple[tuple[str, str], ...] = ()  # undeclared template variables given a placeholder
 
     def kwargs(self) -> dict[str, Any]:
@@ -137,13 +138,14 @@ def probe_cases(features: Features) -> list[Case]:
                     agp=True, **{name: flag})
     if features.tool_calls:
         tools = TOOLS if features.tools else None
-        calls1 = [tool_call(1, 0)]
-        calls2 = [tool_call(1, 0), tool_call(1, 1, json_string_args=True)]
+        js = features.tool_args[0] == "json"
+        calls1 = [tool_call(1, 0, js)]
+        calls2 = [tool_call(1, 0, js), tool_call(1, 1, "json" in features.tool_args)]
         for calls in (calls1, calls2):
-            for content in (True, False):
+            for content in ("text", "", None):
                 m1 = msg(1, "assistant", tool_calls=calls)
-                if not content:
-                    m1["content"] = "" if not blocks else []
+                if content != "text":
+                    m1["content"] = content if not blocks else ([] if content == "" else None)
                 conv = [msg(0, "user"), m1]
                 if features.tool_role:
                     conv += [msg(2 + k, "tool", tool_call_id=f"call{k}", name=calls[k]["function"]["name"])
@@ -225,13 +227,17 @@ def detect_features(source: str) -> Features:
     block_content = "«/1c»" in (ok(basic_b) or "")
     m = s if string_content else b
     system = ok([m(0, "system"), m(1, "user"), m(2, "assistant")]) is not None
-    call = m(1, "assistant", tool_calls=[tool_call(1, 0)])
-    tool_calls = ok([m(0, "user"), call]) is not None
+    tool_args = tuple(
+        mode for mode in ("dict", "json")
+        if ok([m(0, "user"), m(1, "assistant", tool_calls=[tool_call(1, 0, mode == "json")])]) is not None
+    )
+    tool_calls = bool(tool_args)
+    call = m(1, "assistant", tool_calls=[tool_call(1, 0, tool_args[:1] == ("json",))])
     tools = ok([m(0, "user"), m(1, "assistant")], TOOLS) is not None
     tool_role = tool_calls and ok([m(0, "user"), call, m(2, "tool", tool_call_id="call0"), m(3, "assistant")]) is not None
     reasoning = ok([m(0, "user"), m(1, "assistant", reasoning_content=wrap(1, "r"))]) is not None
     return Features(system, tools, tool_calls, tool_role, reasoning, string_content, block_content,
-                    thinking_kwargs(source), tools_required, tuple(sorted(extra.items())))
+                    thinking_kwargs(source), tools_required, tool_args or ("dict",), tuple(sorted(extra.items())))
 
 
 def with_prefixes(cases: list[Case]) -> list[Case]:

@@ -140,7 +140,7 @@ def cleanup(text: str) -> str:
     import re
 
     text = text.replace(SPLIT_MARK, "")
-    text = re.sub(r" \}\}\{#tmplc-join:([^#]*)#\}\{\{ ", lambda m: m.group(1), text, flags=re.S)
+    text = re.sub(r"(?: \+ '')? \}\}\{#tmplc-join:([^#]*)#\}\{\{(?: '' \+)? ", lambda m: m.group(1), text, flags=re.S)
     return re.sub(r"\{#tmplc-join:[^#]*#\}", "", text, flags=re.S)
 
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 from .conversations import Case
 from .edits import JOIN_OPEN, SPLIT_MARK, Editor, is_split_marker
-from .oracle import Oracle, Problem
 from .syntax import Block, Node, Output, Statement, Template, Text
 from .trace import Atom, Emission, Instrumented, Site
 
@@ -131,20 +130,20 @@ def find_condition(items: list[Labelled], allowed: list[Atom]) -> str | None:
     every *out* one, as Jinja text; ``None`` when there is none."""
     common = [a for a in allowed if all(a in it.emission.atoms for it in items)]
     for formula in _formulas(common):
-        lits, op = formula
-
-        def value(it):
-            vals = [it.emission.atoms[a] == pos for a, pos in lits]
-            return all(vals) if op == "and" else any(vals)
-
-        if all(value(it) == (it.label == IN) for it in items):
+        if all(_holds(formula, it.emission.atoms) == (it.label == IN) for it in items):
             return _text(formula)
     return None
 
 
+def _holds(formula, values: dict[Atom, bool]) -> bool:
+    lits, op = formula
+    vals = [values[a] == pos for a, pos in lits]
+    return all(vals) if op == "and" else any(vals)
+
+
 # ----------------------------------------------------------------------------- planning
 
-def _blocking(node: Node, source: str) -> bool:
+def _blocking(node: Node) -> bool:
     """A node that must not sit inside a generation block (whose body is a separate scope)."""
     if isinstance(node, Statement):
         if node.name == "set":
@@ -156,7 +155,7 @@ def _blocking(node: Node, source: str) -> bool:
             return True
         if node.name == "for":
             return False
-        return any(_blocking(n, source) for c in node.clauses for n in c.body)
+        return any(_blocking(n) for c in node.clauses for n in c.body)
     return False
 
 
@@ -231,7 +230,7 @@ class Planner:
                 close()
                 continue
             if not items:
-                if _blocking(node, self.template.source):
+                if _blocking(node):
                     close()
                 elif run:
                     run.append(node)
@@ -240,7 +239,7 @@ class Planner:
             if not has_in and not any(it.label == STRADDLE for it in items):
                 close()
                 continue
-            if not _blocking(node, self.template.source):
+            if not _blocking(node):
                 c = self.condition([n for n in run if self.items([n])] + [node], stack)
                 if c is not False and run:
                     run.append(node)
@@ -346,8 +345,15 @@ def split_edits(template: Template, inst: Instrumented, evidence: Evidence) -> l
         if isinstance(node, Output):
             terms = concat_terms(node)
             if terms:
-                for (_, a_end), (b_start, _) in zip(terms, terms[1:]):
-                    edits.append((a_end, b_start, " }}" + JOIN_OPEN + source[a_end:b_start] + "#}{{ "))
+                literal = {(t.start, t.end) for t in node.sig() if t.kind == "STRING"}
+                for (a_start, a_end), (b_start, b_end) in zip(terms, terms[1:]):
+                    sep = source[a_end:b_start]
+                    # `a + b` raises TypeError unless both are strings; keep that in each half
+                    # (`'' + None` raises the same message as `'\n' + None`).
+                    plus = sep.strip() == "+"
+                    left = " + ''" if plus and (a_start, a_end) not in literal else ""
+                    right = " '' +" if plus and (b_start, b_end) not in literal else ""
+                    edits.append((a_end, b_start, left + " }}" + JOIN_OPEN + sep + "#}{{" + right + " "))
                 continue
             sig = node.sig()
             if len(sig) == 1 and sig[0].kind == "STRING":

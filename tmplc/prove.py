@@ -16,7 +16,7 @@ actual spans marked.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, seed as hseed, settings
 from hypothesis.errors import HypothesisException

@@ -54,9 +54,10 @@ def cases(draw, features: Features) -> Case:
             m["reasoning_content"] = wrap(i, "r", draw(texts))
         ncalls = draw(st.integers(0, 2)) if features.tool_calls else 0
         if ncalls:
-            m["tool_calls"] = [tool_call(i, k, draw(st.booleans()), draw(texts)) for k in range(ncalls)]
+            m["tool_calls"] = [tool_call(i, k, draw(st.sampled_from(features.tool_args)) == "json", draw(texts))
+                               for k in range(ncalls)]
             if draw(st.booleans()):
-                m["content"] = [] if use_blocks else ""
+                m["content"] = draw(st.sampled_from([[] if use_blocks else "", None]))
         messages.append(m)
         if ncalls and features.tool_role:
             for k in range(ncalls):

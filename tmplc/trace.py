@@ -63,7 +63,7 @@ class TraceError(Exception):
     pass
 
 
-def loop_var(block: Block, source: str) -> str | None:
+def loop_var(block: Block) -> str | None:
     """The single loop variable of a ``for`` block, or None (tuple targets, recursive loops)."""
     sig = block.clauses[0].tag.sig()
     names = [t.text for t in sig]
@@ -79,7 +79,7 @@ def _recursive(block: Block) -> bool:
 def _atoms(loops: tuple[Block, ...], source: str, kwargs_atoms: tuple[str, ...]) -> tuple[Atom, ...]:
     atoms: list[Atom] = []
     for block in loops:
-        var = loop_var(block, source)
+        var = loop_var(block)
         if var is None:
             continue
         atoms += [

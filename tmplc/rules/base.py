@@ -8,7 +8,7 @@ templates that run as tests (the Fixit idea: the examples are the tests).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Iterator
