@@ -91,3 +91,24 @@ def test_diffusion_gemma_trl_misses_tool_response_stop_token():
         if any(t_text.startswith("<|tool_response>", c) for c in missing):
             found = True
     assert found
+
+
+def test_deepseekv3_trl_masks_assistant_cue():
+    _, diffs = compare("trl__deepseekv3")
+    assert diffs
+    for text, extra, missing in diffs:
+        assert not missing
+        runs = "".join(text[c] for c in extra)
+        assert runs and set(runs.split("<｜Assistant｜>")) == {""}, runs
+
+
+def test_qwen3_family_trl_masks_prompt_think_opener():
+    """Qwen3.5/3.6's generation prompt ends with `<think>\n`: it is prompt, TRL's variants mask it."""
+    for name in ("trl__qwen3_5_think", "trl__qwen3_6"):
+        _, diffs = compare(name)
+        assert diffs, name
+        for text, extra, missing in diffs:
+            assert not missing
+            starts = [c for c in extra if c - 1 not in extra]
+            for c in starts:
+                assert text[:c].endswith("<|im_start|>assistant\n") and text.startswith("<think>", c), name
