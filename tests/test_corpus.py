@@ -45,7 +45,8 @@ ISSUE3_TARGETS = [
     "llamacpp__ibm-granite-granite-3.3-2B-Instruct", "llamacpp__ibm-granite-granite-4.0",
     "llamacpp__ibm-granite-granite-4.1", "llamacpp__CohereForAI-c4ai-command-r-plus-tool_use",
     "llamacpp__CohereForAI-c4ai-command-r7b-12-2024-tool_use", "llamacpp__HuggingFaceTB-SmolLM3-3B",
-    "chujiezheng__chatml",
+    "chujiezheng__chatml", "llamacpp__fireworks-ai-llama-3-firefunction-v2",
+    "llamacpp__fireworks-ai-llama-3-firefunction-v2__first-8b576b6c55",
 ]
 
 

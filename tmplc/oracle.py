@@ -158,6 +158,16 @@ def expected_masks(render: Render, case: Case) -> Oracle:
             fe, fe_T = start, start
         fe = max(fe, start)
         term = cut_lcp(T[fe_T:], R[fe:])
+        tail, rest = T[fe_T:], R[fe:]
+        if 0 < term < min(len(tail), len(rest)) and tail[term - 1] == ">" and tail[term].isalnum() \
+                and rest[term].isalnum() and render(msgs[: i + 1], True) == T:
+            # The template writes the next generation prompt even without add_generation_prompt
+            # (firefunction-v2 ends every rendering with `<|start_header_id|>assistant…`): the
+            # special token shared before the role names diverge opens the next header, it does
+            # not end this turn.
+            opener = tail.rfind("<", 0, term - 1)
+            if opener >= 0 and ">" not in tail[opener : term - 1]:
+                term = opener
         end = fe + term
         if term == 0:
             if T[fe_T:] and i != last:
