@@ -61,3 +61,13 @@ def test_noqa_suppresses_on_line():
     assert lint_source(bad, "x_training.jinja", RULES)
     assert not lint_source("{#- tmplc: noqa TMPL001 -#}" + bad, "x_training.jinja", RULES)
     assert lint_source("{#- tmplc: noqa TMPL004 -#}" + bad, "x_training.jinja", RULES)
+
+
+def test_rule_command_prints_docs():
+    from click.testing import CliRunner
+
+    from tmplc.cli import main
+
+    out = CliRunner().invoke(main, ["rule", "mask-covers-prompt"])
+    assert out.exit_code == 0 and out.output.startswith("TMPL004 mask-covers-prompt") and "Fix safety:" in out.output
+    assert CliRunner().invoke(main, ["rule", "TMPL999"]).exit_code == 2
