@@ -30,7 +30,7 @@ def compare(name):
     orig, ours, theirs = (compile_template(t) for t in (original, result.text, trl))
     diffs = []
     for case in _expand(probe_cases(detect_features(original))):
-        last_agp = case.messages[-1]["role"] != "assistant" and case.add_generation_prompt
+        last_agp = case.full_agp
 
         oracle = oracle_for(orig, case)
         if oracle is None:
@@ -78,7 +78,7 @@ def test_diffusion_gemma_trl_misses_tool_response_stop_token():
     for case in _expand(probe_cases(features)):
         if not any(m.get("tool_calls") for m in case.messages):
             continue
-        last_agp = case.messages[-1]["role"] != "assistant" and case.add_generation_prompt
+        last_agp = case.full_agp
         try:
             oracle = expected_masks(
                 lambda m, agp, case=case: render(original, m, case.tools, add_generation_prompt=agp, **case.kwargs)[0], case)

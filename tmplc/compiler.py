@@ -62,7 +62,7 @@ def _collect(original: str, template: Template, cases: list[Case]):
         if oracle.problems:
             continue
         assistant_turns += len(oracle.turns)
-        last_agp = case.messages[-1]["role"] != "assistant" and case.add_generation_prompt
+        last_agp = case.full_agp
         raw = render(inst.compiled, case.messages, case.tools, add_generation_prompt=last_agp, **case.kwargs)[0]
         try:
             trace = read_trace(inst, raw)

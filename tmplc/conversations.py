@@ -68,6 +68,11 @@ class Case:
     kwargs: dict[str, Any] = field(default_factory=dict)
     add_generation_prompt: bool = False
 
+    @property
+    def full_agp(self) -> bool:
+        """The generation-prompt flag of the full rendering: never after a final assistant message."""
+        return self.messages[-1]["role"] != "assistant" and self.add_generation_prompt
+
     def describe(self) -> str:
         data = {"messages": self.messages}
         if self.tools:

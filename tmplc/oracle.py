@@ -121,7 +121,7 @@ def expected_masks(render: Render, case: Case) -> Oracle:
     """
     msgs = case.messages
     last = len(msgs) - 1
-    agp_final = msgs[last]["role"] != "assistant" and case.add_generation_prompt
+    agp_final = case.full_agp
     R = render(msgs, agp_final)
     fR = field_spans(R)
     turns: dict[int, Span] = {}

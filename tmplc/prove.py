@@ -94,7 +94,7 @@ def check_case(original: str, training: str, case: Case, report: ProofReport | N
                 other = f"{type(b).__name__}: {b}" if isinstance(b, Exception) else "text"
                 raise ProofFailure(Failure("render", f"rendering of messages[:{k}] (add_generation_prompt={agp}) changed: original gives {what}, training gives {other}", case))
             renders[(k, agp)] = a
-    last_agp = msgs[-1]["role"] != "assistant" and case.add_generation_prompt
+    last_agp = case.full_agp
     full = renders[(len(msgs), last_agp)]
     if isinstance(full, Exception):
         return

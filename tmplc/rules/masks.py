@@ -59,7 +59,7 @@ def analyse(source: str, template: Template | None) -> MaskAnalysis:
         _prefix_check(tpl, case, out)
         if oracle.problems:
             continue
-        last_agp = case.messages[-1]["role"] != "assistant" and case.add_generation_prompt
+        last_agp = case.full_agp
         text, spans = render(tpl, case.messages, case.tools, add_generation_prompt=last_agp, **case.kwargs)
         if not spans:
             continue
