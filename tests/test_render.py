@@ -5,7 +5,6 @@ import pytest
 from conftest import corpus_files, read
 from tmplc.conversations import detect_features
 from tmplc.conversations import probe_cases
-from tmplc.render import render
 
 chat_template_utils = pytest.importorskip("transformers.utils.chat_template_utils")
 
@@ -17,7 +16,7 @@ def test_matches_transformers(path):
     compared = 0
     for case in cases:
         try:
-            ours = render(source, case.messages, case.tools, add_generation_prompt=case.add_generation_prompt, **case.kwargs)
+            ours = case.render(source, agp=case.add_generation_prompt)
         except Exception as exc:  # noqa: BLE001
             with pytest.raises(type(exc)):
                 chat_template_utils.render_jinja_template(

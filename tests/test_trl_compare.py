@@ -12,7 +12,7 @@ from tmplc import augment
 from tmplc.conversations import detect_features, with_prefixes as _expand
 from tmplc.conversations import probe_cases
 from tmplc.oracle import expected_masks, oracle_for
-from tmplc.render import compile_template, render
+from tmplc.render import compile_template
 
 PAIRS = sorted(p.name[: -len("_training.jinja")] for p in CORPUS.glob("trl__*_training.jinja"))
 
@@ -30,17 +30,16 @@ def compare(name):
     orig, ours, theirs = (compile_template(t) for t in (original, result.text, trl))
     diffs = []
     for case in _expand(probe_cases(detect_features(original))):
-        last_agp = case.full_agp
 
         oracle = oracle_for(orig, case)
         if oracle is None:
             continue
         if oracle.problems:
             continue
-        text, our_spans = render(ours, case.messages, case.tools, add_generation_prompt=last_agp, **case.kwargs)
+        text, our_spans = case.render(ours)
         assert _mask(our_spans) == oracle.mask()
         try:
-            t_text, t_spans = render(theirs, case.messages, case.tools, add_generation_prompt=last_agp, **case.kwargs)
+            t_text, t_spans = case.render(theirs)
         except Exception:  # noqa: BLE001
             continue
         if t_text != text:
@@ -78,11 +77,10 @@ def test_diffusion_gemma_trl_misses_tool_response_stop_token():
     for case in _expand(probe_cases(features)):
         if not any(m.get("tool_calls") for m in case.messages):
             continue
-        last_agp = case.full_agp
         try:
             oracle = expected_masks(
-                lambda m, agp, case=case: render(original, m, case.tools, add_generation_prompt=agp, **case.kwargs)[0], case)
-            t_text, t_spans = render(trl, case.messages, case.tools, add_generation_prompt=last_agp, **case.kwargs)
+                lambda m, agp, case=case: case.render(original, m, agp)[0], case)
+            t_text, t_spans = case.render(trl)
         except Exception:  # noqa: BLE001
             continue
         if t_text != oracle.text:

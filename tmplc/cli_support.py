@@ -33,11 +33,15 @@ def compile_or_error(source: str, label: str) -> None:
     try:
         compile_template(source)
     except jinja2.TemplateSyntaxError as exc:
-        line = exc.lineno or 1
-        lines = source.split("\n")
-        text = lines[line - 1] if 0 < line <= len(lines) else ""
-        col = len(text) - len(text.lstrip()) + 1
-        raise InputError(f"Jinja syntax error: {exc.message}", label, line, col) from None
+        raise jinja_error(exc, source, label) from None
+
+
+def jinja_error(exc: jinja2.TemplateSyntaxError, source: str, label: str) -> InputError:
+    """jinja2 knows the line only: point at the first non-blank column of that line."""
+    line = exc.lineno or 1
+    lines = source.split("\n")
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    return InputError(f"Jinja syntax error: {exc.message}", label, line, len(text) - len(text.lstrip()) + 1)
 
 
 def read_sources(path: Path) -> list[Source]:

@@ -62,8 +62,7 @@ def _collect(original: str, template: Template, cases: list[Case]):
         if oracle.problems:
             continue
         assistant_turns += len(oracle.turns)
-        last_agp = case.full_agp
-        raw = render(inst.compiled, case.messages, case.tools, add_generation_prompt=last_agp, **case.kwargs)[0]
+        raw = case.render(inst.compiled)[0]
         try:
             trace = read_trace(inst, raw)
         except TraceError as exc:

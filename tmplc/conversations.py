@@ -73,6 +73,14 @@ class Case:
         """The generation-prompt flag of the full rendering: never after a final assistant message."""
         return self.messages[-1]["role"] != "assistant" and self.add_generation_prompt
 
+    def render(self, template, messages: list[dict] | None = None, agp: bool | None = None):
+        """Render ``messages`` (default: the whole conversation) with this case's tools and kwargs.
+
+        ``agp`` defaults to :attr:`full_agp`. Returns ``(text, spans)`` as :func:`tmplc.render.render`.
+        """
+        return render(template, self.messages if messages is None else messages, self.tools,
+                      add_generation_prompt=self.full_agp if agp is None else agp, **self.kwargs)
+
     def describe(self) -> str:
         data = {"messages": self.messages}
         if self.tools:

@@ -196,10 +196,9 @@ def oracle_for(template, case: Case) -> Oracle | None:
     """:func:`expected_masks` of ``case`` rendered with ``template`` (source or compiled by
     :func:`tmplc.render.compile_template`), or None when the template raises on the
     conversation or one of its prefixes."""
-    from .render import render
 
     def r(messages, agp):
-        return render(template, messages, case.tools, add_generation_prompt=agp, **case.kwargs)[0]
+        return case.render(template, messages, agp)[0]
 
     try:
         return expected_masks(r, case)

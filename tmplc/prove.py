@@ -24,7 +24,7 @@ from hypothesis.errors import HypothesisException
 from .conversations import Case, Features
 from .strategies import cases
 from .oracle import Problem, expected_masks
-from .render import compile_template, render
+from .render import compile_template
 
 
 @dataclass
@@ -59,7 +59,7 @@ class ProofReport:
 
 def _outcome(tpl, messages, case: Case, agp: bool):
     try:
-        return render(tpl, messages, case.tools, add_generation_prompt=agp, **case.kwargs)
+        return case.render(tpl, messages, agp)
     except Exception as exc:  # noqa: BLE001 - any template error is an outcome to compare
         return exc
 

@@ -87,10 +87,9 @@ class Context:
             except InputError as err:  # the CST pinpoints the column
                 ctx.syntax_error = err
             else:
-                line = exc.lineno or 1
-                text = source.split("\n")[line - 1] if line <= source.count("\n") + 1 else ""
-                ctx.syntax_error = InputError(f"Jinja syntax error: {exc.message}", path, line,
-                                              len(text) - len(text.lstrip()) + 1)
+                from ..cli_support import jinja_error
+
+                ctx.syntax_error = jinja_error(exc, source, path)
         return ctx
 
     @cached_property

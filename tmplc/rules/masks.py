@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ..conversations import Case, detect_features, probe_cases, with_prefixes
 from ..oracle import oracle_for
-from ..render import compile_template, render
+from ..render import compile_template
 from ..syntax import Template
 from ..trace import TraceError, instrument, read_trace
 
@@ -60,7 +60,7 @@ def analyse(source: str, template: Template | None) -> MaskAnalysis:
         if oracle.problems:
             continue
         last_agp = case.full_agp
-        text, spans = render(tpl, case.messages, case.tools, add_generation_prompt=last_agp, **case.kwargs)
+        text, spans = case.render(tpl)
         if not spans:
             continue
         out.checked_turns += len(oracle.turns)
@@ -82,7 +82,7 @@ def analyse(source: str, template: Template | None) -> MaskAnalysis:
 
 
 def _owners(inst, case: Case, agp: bool, text: str) -> dict[int, int]:
-    raw = render(inst.compiled, case.messages, case.tools, add_generation_prompt=agp, **case.kwargs)[0]
+    raw = case.render(inst.compiled, agp=agp)[0]
     try:
         trace = read_trace(inst, raw)
     except TraceError:
@@ -100,7 +100,7 @@ def _prefix_check(tpl, case: Case, out: MaskAnalysis) -> None:
     """With the generation prompt, the rendering before each assistant message must be a prefix
     of the full rendering (what incremental masking and RL rollouts assume)."""
     def r(messages, agp):
-        return render(tpl, messages, case.tools, add_generation_prompt=agp, **case.kwargs)[0]
+        return case.render(tpl, messages, agp)[0]
 
     msgs = case.messages
     if len(msgs) < 2 or case.add_generation_prompt:

@@ -37,7 +37,7 @@ class OutOfSync(Rule):
         if ctx.original is None:
             return
         from ..conversations import detect_features, probe_cases, with_prefixes
-        from ..render import compile_template, render
+        from ..render import compile_template
 
         try:
             orig = compile_template(ctx.original)
@@ -49,7 +49,7 @@ class OutOfSync(Rule):
                 outs = []
                 for tpl in (orig, train):
                     try:
-                        outs.append(render(tpl, case.messages, case.tools, add_generation_prompt=agp, **case.kwargs)[0])
+                        outs.append(case.render(tpl, agp=agp)[0])
                     except Exception as exc:  # noqa: BLE001 - both refusing the probe is in sync
                         outs.append(f"<raises {type(exc).__name__}>")
                 if outs[0] != outs[1]:

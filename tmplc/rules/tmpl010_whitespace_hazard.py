@@ -57,7 +57,7 @@ class WhitespaceHazard(Rule):
     def _changes_rendering(src: str, tags) -> bool:
         """Render the probes with and without the generation tags."""
         from ..conversations import detect_features, probe_cases
-        from ..render import compile_template, render
+        from ..render import compile_template
 
         stripped, last = [], 0
         for tag in sorted(tags, key=lambda t: t.start):
@@ -70,8 +70,8 @@ class WhitespaceHazard(Rule):
             return False
         for case in probe_cases(detect_features(src))[:6]:
             try:
-                ra = render(a, case.messages, case.tools, add_generation_prompt=case.add_generation_prompt, **case.kwargs)[0]
-                rb = render(b, case.messages, case.tools, add_generation_prompt=case.add_generation_prompt, **case.kwargs)[0]
+                ra = case.render(a, agp=case.add_generation_prompt)[0]
+                rb = case.render(b, agp=case.add_generation_prompt)[0]
             except Exception:  # noqa: BLE001
                 continue
             if ra != rb:
