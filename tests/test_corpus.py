@@ -47,6 +47,7 @@ ISSUE3_TARGETS = [
     "llamacpp__CohereForAI-c4ai-command-r7b-12-2024-tool_use", "llamacpp__HuggingFaceTB-SmolLM3-3B",
     "chujiezheng__chatml", "llamacpp__fireworks-ai-llama-3-firefunction-v2",
     "llamacpp__fireworks-ai-llama-3-firefunction-v2__first-8b576b6c55",
+    "llamacpp__NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use",
 ]
 
 

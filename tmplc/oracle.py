@@ -146,6 +146,14 @@ def expected_masks(render: Render, case: Case) -> Oracle:
         shared = cut_lcp(B, P)
         G = P[shared:]
         start = e_prev + cut_lcp(G, R[e_prev:])
+        first = min((a for a, _ in fR.get(i, [])), default=None)
+        if G and first is not None and start - e_prev < len(G):
+            # The generation prompt is not right after the previous message's terminator (Hermes
+            # writes a tool result's end differently once an assistant follows): the turn starts
+            # where the generation-prompt text ends in the conversation's own rendering.
+            found = R.rfind(G, e_prev, first)
+            if found >= 0:
+                start = found + len(G)
         # End of message i.
         fe = _field_end(fR, i)
         fT = field_spans(T)
