@@ -7,12 +7,12 @@ import time
 from dataclasses import dataclass, field
 
 from . import __version__
-from .conversations import Case, Features, detect_features, probe_cases, thinking_kwargs, with_prefixes  # noqa: F401 - re-exported
+from .conversations import Case, Features, detect_features, probe_cases, with_prefixes
 from .edits import cleanup
 from .locate import Evidence, Planner, Region, Unsupported, assemble, label_trace, split_edits
 from .oracle import oracle_for
 from .prove import Failure, ProofReport, check_case, prove
-from .render import compile_template, has_markers, render  # noqa: F401
+from .render import compile_template, has_markers
 from .syntax import Template, parse
 from .trace import TraceError, instrument, read_trace
 
@@ -76,9 +76,6 @@ def _collect(original: str, template: Template, cases: list[Case]):
             e.trace = key
         for item in label_trace(trace.emissions, oracle.mask()):
             evidence.add(item.emission.site, item)
-            site = inst.sites[item.emission.site]
-            if site.node.__class__.__name__ == "Text":
-                evidence.texts[site.id] = trace.text[item.emission.start : item.emission.end]
     if rendered == 0:
         raise Unsupported("raises-on-every-probe", "the template raises on every probe conversation")
     if assistant_turns == 0:

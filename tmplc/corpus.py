@@ -11,7 +11,8 @@ import statistics
 import time
 from pathlib import Path
 
-from .compiler import augment, has_markers
+from .compiler import augment
+from .render import has_markers
 from .errors import InputError
 from .locate import REASONS
 

@@ -74,7 +74,6 @@ class Region:
 @dataclass
 class Evidence:
     labels: dict[int, list[Labelled]] = field(default_factory=dict)
-    texts: dict[int, str] = field(default_factory=dict)  # site id → emitted text (text runs)
     renders: dict[int, str] = field(default_factory=dict)  # rendering key → plain text, see emitted()
     cases: dict[int, Case] = field(default_factory=dict)  # rendering key → the probe conversation
 
@@ -370,8 +369,7 @@ def split_edits(template: Template, inst: Instrumented, evidence: Evidence) -> l
                 pieces.append(rest)
                 edits.append((sig[0].start, sig[0].end, " }}{{ ".join(pieces)))
                 continue
-            edit = runtime_split(node, source, straddles, [it for it in items if it.label != STRADDLE],
-                                 evidence.emitted)
+            edit = runtime_split(node, source, straddles, evidence.emitted)
             if edit is None:
                 raise Unsupported(
                     "unsplittable-output",
@@ -382,7 +380,7 @@ def split_edits(template: Template, inst: Instrumented, evidence: Evidence) -> l
             edits.append(edit)
             continue
         if isinstance(node, Text):
-            emitted = evidence.texts.get(site.id)
+            emitted = evidence.emitted(straddles[0])  # a text run emits the same text every time
             raw = source[node.start : node.end]
             # normalized index → raw index
             norm_to_raw, norm = [], []
@@ -428,7 +426,7 @@ def _common_prefix(texts: list[str]) -> str:
     return first[:n]
 
 
-def runtime_split(node: Output, source: str, straddles: list[Labelled], others: list[Labelled], emitted) -> tuple[int, int, str] | None:
+def runtime_split(node: Output, source: str, straddles: list[Labelled], emitted) -> tuple[int, int, str] | None:
     """Split ``{{ X }}`` into ``{{ X[:K] }}{{ X[K:] }}`` where ``K`` is found at run time from a
     fixed anchor text (Llama 3's ``content`` variable = header + message + ``<|eot_id|>``).
 

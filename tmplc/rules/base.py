@@ -111,11 +111,18 @@ class Context:
         return self.lines.position(offset)
 
     @cached_property
+    def probes(self):
+        """The probe conversations this template accepts (computed once per file)."""
+        from ..conversations import detect_features, probe_cases
+
+        return probe_cases(detect_features(self.source))
+
+    @cached_property
     def masks(self):
         """Probe-set comparison of the template's generation spans with the oracle."""
         from .masks import analyse
 
-        return analyse(self.source, self.template)
+        return analyse(self.source, self.template, self.probes)
 
 
 class Rule:

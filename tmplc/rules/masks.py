@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..conversations import Case, detect_features, probe_cases, with_prefixes
+from ..conversations import Case, with_prefixes
 from ..oracle import oracle_for
 from ..render import compile_template
 from ..syntax import Template
@@ -41,7 +41,7 @@ def _runs(chars: list[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in runs]
 
 
-def analyse(source: str, template: Template | None) -> MaskAnalysis:
+def analyse(source: str, template: Template | None, probes: list[Case]) -> MaskAnalysis:
     """Render the probe set; collect mask defects and prefix-preservation breaks."""
     out = MaskAnalysis()
     if template is None:
@@ -51,8 +51,7 @@ def analyse(source: str, template: Template | None) -> MaskAnalysis:
         inst = instrument(template)
     except Exception:  # noqa: BLE001 - an untraceable template: no attribution
         inst = None
-    features = detect_features(source)
-    for case in with_prefixes(probe_cases(features)):
+    for case in with_prefixes(probes):
         oracle = oracle_for(tpl, case)
         if oracle is None:
             continue

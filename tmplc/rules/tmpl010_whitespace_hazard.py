@@ -49,14 +49,13 @@ class WhitespaceHazard(Rule):
                 candidates.append((tag, "is followed by a newline that trim_blocks removes; use '+%}'"))
             elif tag.left_mod == "" and before and not before.strip(" \t"):
                 candidates.append((tag, "is preceded by indentation that lstrip_blocks removes; use '{%+'"))
-        if candidates and self._changes_rendering(src, tags):
+        if candidates and self._changes_rendering(src, tags, ctx.probes):
             for tag, why in candidates:
                 yield self.at(ctx, tag.start, f"'{src[tag.start:tag.end]}' {why}")
 
     @staticmethod
-    def _changes_rendering(src: str, tags) -> bool:
+    def _changes_rendering(src: str, tags, probes) -> bool:
         """Render the probes with and without the generation tags."""
-        from ..conversations import detect_features, probe_cases
         from ..render import compile_template
 
         stripped, last = [], 0
@@ -68,7 +67,7 @@ class WhitespaceHazard(Rule):
             a, b = compile_template(src), compile_template("".join(stripped))
         except Exception:  # noqa: BLE001
             return False
-        for case in probe_cases(detect_features(src))[:6]:
+        for case in probes[:6]:
             try:
                 ra = case.render(a, agp=case.add_generation_prompt)[0]
                 rb = case.render(b, agp=case.add_generation_prompt)[0]
