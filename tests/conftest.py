@@ -5,20 +5,35 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
+# The vendored copy (tests/corpus, provenance in its MANIFEST.tsv) makes the suite self-contained;
+# the workplace's shared corpus, when it exists beside the repository, adds the templates that
+# are not vendored yet.
+CORPUS = REPO / "tests" / "corpus"
+SHARED_CORPUS = REPO.parent / "shared" / "corpus"
 
-settings.register_profile("ci", max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-settings.register_profile("dev", max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+settings.register_profile("ci", max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
+                          derandomize=True, database=None)
+settings.register_profile("dev", max_examples=100, deadline=None, suppress_health_check=list(HealthCheck),
+                          database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 # Proof examples per augment in tests (the CLI default is 200).
 PROOF_EXAMPLES = 40 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 100
 
 
-def corpus_files():
+def extra_corpus_files() -> list[Path]:
+    """Templates of ../shared/corpus that are not vendored (none when it does not exist)."""
+    if not SHARED_CORPUS.is_dir():
+        return []
+    vendored = {p.name for p in CORPUS.glob("*.jinja")}
+    return sorted(p for p in SHARED_CORPUS.glob("*.jinja") if p.name not in vendored)
+
+
+def corpus_files() -> list[Path]:
+    """Every corpus template: the vendored ones, then the shared ones not vendored."""
     files = sorted(CORPUS.glob("*.jinja"))
-    assert files, f"corpus not found at {CORPUS}"
-    return files
+    assert files, f"vendored corpus missing at {CORPUS}"
+    return files + extra_corpus_files()
 
 
 def read(path: Path) -> str:

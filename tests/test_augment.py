@@ -4,7 +4,7 @@ import pytest
 
 from conftest import CORPUS, PROOF_EXAMPLES, read
 from tmplc import augment, verify
-from tmplc.compiler import strip_header
+from tmplc.rewrite import strip_header
 from tmplc.render import render
 
 TARGETS = [

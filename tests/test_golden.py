@@ -5,7 +5,7 @@ import pytest
 
 from conftest import REPO, read
 from tmplc import augment, verify
-from tmplc.cli_support import Source, output_path
+from tmplc.containers import Source, output_path
 
 ORIGINALS = sorted(p for p in (REPO / "templates").glob("*.jinja") if not p.stem.endswith("_training"))
 

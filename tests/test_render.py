@@ -3,8 +3,7 @@
 import pytest
 
 from conftest import corpus_files, read
-from tmplc.conversations import detect_features
-from tmplc.conversations import probe_cases
+from tmplc.analysed import Analysed
 
 chat_template_utils = pytest.importorskip("transformers.utils.chat_template_utils")
 
@@ -12,7 +11,7 @@ chat_template_utils = pytest.importorskip("transformers.utils.chat_template_util
 @pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
 def test_matches_transformers(path):
     source = read(path)
-    cases = probe_cases(detect_features(source))
+    cases = Analysed(source, path.name).probes
     compared = 0
     for case in cases:
         try:

@@ -9,45 +9,34 @@ import pytest
 
 from conftest import CORPUS, PROOF_EXAMPLES, read
 from tmplc import augment
-from tmplc.conversations import detect_features, with_prefixes as _expand
-from tmplc.conversations import probe_cases
-from tmplc.oracle import expected_masks, oracle_for
-from tmplc.render import compile_template
+from tmplc.analysed import Analysed
+from tmplc.verification import Renderings, check_case, mask_of
 
 PAIRS = sorted(p.name[: -len("_training.jinja")] for p in CORPUS.glob("trl__*_training.jinja"))
 
 
-def _mask(spans):
-    return {c for a, b in spans for c in range(a, b)}
-
-
 def compare(name):
-    original = read(CORPUS / f"{name}.jinja")
-    trl = read(CORPUS / f"{name}_training.jinja")
-    result = augment(original, name, examples=PROOF_EXAMPLES)
+    """tmplc's masks on the probes (each asserted equal to the oracle) and the probes where TRL's
+    variant renders the same text but masks differently: (text, extra, missing) offsets."""
+    original = Analysed(read(CORPUS / f"{name}.jinja"), name)
+    trl = Analysed(read(CORPUS / f"{name}_training.jinja"), f"{name}_training")
+    result = augment(original.source, name, examples=PROOF_EXAMPLES)
     if result.status != "proved":
         return result, []
-    orig, ours, theirs = (compile_template(t) for t in (original, result.text, trl))
+    ours = Analysed(result.text, "tmplc")
     diffs = []
-    for case in _expand(probe_cases(detect_features(original))):
-
-        oracle = oracle_for(orig, case)
-        if oracle is None:
+    for case in original.probes_and_prefixes:
+        mine = check_case(original.compiled, ours.compiled, case)
+        if mine.oracle is None or mine.problem is not None:
             continue
-        if oracle.problems:
-            continue
-        text, our_spans = case.render(ours)
-        assert _mask(our_spans) == oracle.mask()
-        try:
-            t_text, t_spans = case.render(theirs)
-        except Exception:  # noqa: BLE001
-            continue
-        if t_text != text:
-            continue  # TRL's variant changes the rendering here: nothing to compare
-        extra = sorted(_mask(t_spans) - oracle.mask())
-        missing = sorted(oracle.mask() - _mask(t_spans))
+        assert mine.ok, mine.mask_message() or mine.render_diff
+        theirs = Renderings(trl.compiled, case).full()
+        if getattr(theirs, "text", None) != mine.oracle.text:
+            continue  # TRL's variant raises or changes the rendering here: nothing to compare
+        expected = mine.oracle.mask()
+        extra, missing = sorted(mask_of(theirs.spans) - expected), sorted(expected - mask_of(theirs.spans))
         if extra or missing:
-            diffs.append((text, extra, missing))
+            diffs.append((mine.oracle.text, extra, missing))
     return result, diffs
 
 
@@ -70,23 +59,19 @@ def test_qwen2_5_trl_masks_cue_newline():
 
 
 def test_diffusion_gemma_trl_misses_tool_response_stop_token():
-    original = read(CORPUS / "trl__diffusion_gemma.jinja")
-    trl = read(CORPUS / "trl__diffusion_gemma_training.jinja")
-    features = detect_features(original)
+    original = Analysed(read(CORPUS / "trl__diffusion_gemma.jinja"))
+    trl = Analysed(read(CORPUS / "trl__diffusion_gemma_training.jinja"))
     found = False
-    for case in _expand(probe_cases(features)):
+    for case in original.probes_and_prefixes:
         if not any(m.get("tool_calls") for m in case.messages):
             continue
-        try:
-            oracle = expected_masks(
-                lambda m, agp, case=case: case.render(original, m, agp)[0], case)
-            t_text, t_spans = case.render(trl)
-        except Exception:  # noqa: BLE001
+        # The oracle of the original (its problems aside), against TRL's rendering of the same text.
+        oracle = Renderings(original.compiled, case).oracle()
+        theirs = Renderings(trl.compiled, case).full()
+        if oracle is None or getattr(theirs, "text", None) != oracle.text:
             continue
-        if t_text != oracle.text:
-            continue
-        missing = sorted(oracle.mask() - _mask(t_spans))
-        if any(t_text.startswith("<|tool_response>", c) for c in missing):
+        missing = sorted(oracle.mask() - mask_of(theirs.spans))
+        if any(oracle.text.startswith("<|tool_response>", c) for c in missing):
             found = True
     assert found
 

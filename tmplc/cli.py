@@ -14,14 +14,20 @@ from pathlib import Path
 
 import click
 
+from .containers import atomic_write, output_path, read_sources
 from .errors import InputError
 
 
-def _print_failure(console, label: str, result) -> None:
-    from rich.markup import escape
+def _print_failure(console, label: str, result, verbose: bool) -> None:
+    from rich.markup import escape  # rich only on the augment path
 
     console.print(f"[bold red]{escape(label)}: unsupported[/] " + escape(f"[{result.reason}] {result.message}"),
                   markup=True, highlight=False, soft_wrap=True)
+    if result.reason == "internal-error":
+        console.print("this is a bug in tmplc: please report it with the template"
+                      + ("" if verbose else " (--verbose shows the traceback)"), highlight=False)
+        if verbose:
+            console.print(result.trace, markup=False, highlight=False)
     f = result.counterexample
     if f is not None and f.case is not None and f.case.messages:
         console.print("minimal conversation:", highlight=False)
@@ -43,11 +49,11 @@ def main() -> None:
 @click.option("--seed", default=0, show_default=True, help="Hypothesis seed (same seed, same file).")
 @click.option("--check", is_flag=True, help="Prove only; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per template.")
-def augment(paths, out, examples, seed, check, as_json) -> None:
+@click.option("--verbose", is_flag=True, help="Show the traceback of an internal error.")
+def augment(paths, out, examples, seed, check, as_json, verbose) -> None:
     """Insert {% generation %} markers, prove them, and write NAME_training.jinja."""
-    from rich.console import Console
+    from rich.console import Console  # rich and the compiler (hypothesis) stay off the lint path
 
-    from .cli_support import atomic_write, output_path, read_sources
     from .compiler import augment as run
 
     console = Console(highlight=False, soft_wrap=True)
@@ -69,14 +75,16 @@ def augment(paths, out, examples, seed, check, as_json) -> None:
         except InputError as exc:
             click.echo(str(exc.with_path(src.label)), err=True)
             sys.exit(2)
-        record = {"path": src.label, "status": result.status, "reason": result.reason, "message": result.message,
+        failed = result.status == "unsupported"
+        record = {"path": src.label, "status": result.status, "reason": result.reason if failed else None,
+                  "message": result.message if failed else "",
                   "examples": result.report.examples if result.report else 0, "timings": result.timings}
-        if not result.ok:
+        if failed:
             status = max(status, 1)
             if as_json:
                 click.echo(json.dumps(record))
             else:
-                _print_failure(console, src.label, result)
+                _print_failure(console, src.label, result, verbose)
             continue
         if result.status == "verified" or check:
             record["written"] = None
@@ -110,8 +118,7 @@ def lint(paths, training, source_path, fmt, select, ignore) -> None:
 
     Exit 0: no errors (warnings are printed); 1: errors found; 2: usage or unreadable input.
     """
-    from . import rules as catalogue
-    from .cli_support import read_sources
+    from . import rules as catalogue  # the rule catalogue loads only for lint
     from .lint import discover, format_github, format_json, format_text, lint_source, source_of
 
     split = lambda vals: tuple(v.strip() for val in vals for v in val.split(",") if v.strip())  # noqa: E731
@@ -157,12 +164,12 @@ def rule(code) -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--report", type=click.Path(path_type=Path), help="Write the machine-readable JSON report here.")
 @click.option("--markdown", type=click.Path(path_type=Path), help="Write the coverage table (docs/coverage.md) here.")
-def corpus(directory, examples, seed, report, markdown) -> None:
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Worker processes [default: one per core].")
+def corpus(directory, examples, seed, report, markdown, jobs) -> None:
     """Run augment --check over every *.jinja in DIRECTORY and print the outcome counts."""
-    from . import corpus as c
-    from .cli_support import atomic_write
+    from . import corpus as c  # imports the compiler (hypothesis)
 
-    rows = c.run(directory, examples, seed)
+    rows = c.run(directory, examples, seed, jobs)
     s = c.summary(rows)
     for r in rows:
         click.echo(f"{r['file']}: {r['outcome']}" + (f" [{r['reason']}]" if r["reason"] else ""))

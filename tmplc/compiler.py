@@ -1,117 +1,90 @@
-"""``augment``: parse → locate → rewrite → prove → (write). See docs/how-it-works.md."""
+"""``augment``: analyse → rewrite → prove, with typed outcomes. See docs/how-it-works.md.
+
+Outcomes fail closed: :class:`Proved` (a verified training template), :class:`Verified` (the
+source already had markers and they passed), or :class:`Unsupported` with a :class:`Reason`;
+an internal error anywhere in rewrite or proof is ``Unsupported(Reason.INTERNAL_ERROR)`` with
+the traceback kept for ``--verbose``, never an escaping exception.
+"""
 
 from __future__ import annotations
 
-import re
 import time
+import traceback
 from dataclasses import dataclass, field
 
-from . import __version__
-from .conversations import Case, Features, detect_features, probe_cases, with_prefixes
-from .edits import cleanup
-from .locate import Evidence, Planner, Region, Unsupported, assemble, label_trace, split_edits
-from .oracle import oracle_for
-from .prove import Failure, ProofReport, check_case, prove
-from .render import compile_template, has_markers
-from .syntax import Template, parse
-from .trace import TraceError, instrument, read_trace
+from .analysed import Analysed, analyse
+from .plan import Region
+from .probes import Features, with_prefixes
+from .prove import Failure, FailureKind, ProofReport, prove
+from .reasons import CannotAugment, Reason
+from .rewrite import header, rewrite
 
-HEADER_RE = re.compile(r"\A\{# tmplc [^\n]*#\}\n")
+MAX_ROUNDS = 3  # counterexample-guided rounds: locate again with the failing conversation
 
 
-@dataclass
-class AugmentResult:
-    """Outcome of :func:`augment`.
+@dataclass(frozen=True)
+class Proved:
+    """``text`` is the training template (header included), proved by ``report``."""
 
-    ``status``: ``"proved"`` (``text`` is the verified training template), ``"verified"`` (the
-    source already had markers and they passed the proof; ``text`` is the source unchanged) or
-    ``"unsupported"`` (``reason`` is a code from :data:`tmplc.locate.REASONS`, ``message`` says
-    why, ``counterexample`` is a minimal conversation when there is one).
-    ``timings`` holds seconds per stage (parse, locate, rewrite, proof).
-    """
-
-    status: str
-    text: str | None = None
-    regions: list[Region] = field(default_factory=list)
-    report: ProofReport | None = None
-    reason: str | None = None
-    message: str = ""
-    counterexample: Failure | None = None
-    timings: dict[str, float] = field(default_factory=dict)
+    text: str
+    report: ProofReport
+    regions: tuple[Region, ...] = ()
     features: Features | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("proved", "verified")
-
-
-def _collect(original: str, template: Template, cases: list[Case]):
-    inst = instrument(template)
-    orig = compile_template(original)
-    evidence = Evidence()
-    rendered = 0
-    assistant_turns = 0
-    for case in cases:
-        oracle = oracle_for(orig, case)
-        if oracle is None:
-            continue
-        rendered += 1
-        for p in oracle.problems:
-            if p.code != "untraceable-turn":
-                raise Unsupported(p.code, p.message, case)
-        if oracle.problems:
-            continue
-        assistant_turns += len(oracle.turns)
-        raw = case.render(inst.compiled)[0]
-        try:
-            trace = read_trace(inst, raw)
-        except TraceError as exc:
-            raise Unsupported("trace-mismatch", str(exc), case) from None
-        if trace.text != oracle.text:
-            raise Unsupported("trace-mismatch", "the instrumented template renders differently", case)
-        key = len(evidence.renders)
-        evidence.renders[key] = trace.text
-        evidence.cases[key] = case
-        for e in trace.emissions:
-            e.trace = key
-        for item in label_trace(trace.emissions, oracle.mask()):
-            evidence.add(item.emission.site, item)
-    if rendered == 0:
-        raise Unsupported("raises-on-every-probe", "the template raises on every probe conversation")
-    if assistant_turns == 0:
-        raise Unsupported("never-renders-assistant", "no probe conversation renders an assistant turn")
-    return inst, evidence
+    timings: dict[str, float] = field(default_factory=dict)
+    status = "proved"
+    ok = True
 
 
-def locate(original: str, cases: list[Case]) -> tuple[str, list[Region]]:
-    """Return the training template text (without header) and its regions.
+@dataclass(frozen=True)
+class Verified:
+    """The source already carried markers and passed the proof; ``text`` is the source unchanged."""
 
-    Raises:
-        Unsupported: with a reason code when no marker placement fits the oracle.
-    """
-    source = original
-    for _ in range(8):
-        template = parse(source)
-        inst, evidence = _collect(original, template, cases)
-        edits = split_edits(template, inst, evidence)
-        if edits:
-            from .edits import Editor
-
-            source = Editor(template).apply([], edits)
-            continue
-        regions = Planner(template, inst, evidence).plan()
-        if not regions:
-            raise Unsupported("never-renders-assistant", "no output node is ever generated text")
-        return cleanup(assemble(template, regions)), regions
-    raise Unsupported("unsplittable-output", "splitting did not converge")
+    text: str
+    report: ProofReport
+    features: Features | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    status = "verified"
+    ok = True
 
 
-def header(name: str, examples: int, seed: int) -> str:
-    return f"{{# tmplc {__version__}: training template of {name}; proof: {examples} examples, seed {seed} #}}\n"
+@dataclass(frozen=True)
+class Unsupported:
+    """No training template: ``reason`` says why, ``message`` names the node or turn,
+    ``counterexample`` is a minimal conversation when there is one, ``trace`` the traceback of an
+    internal error."""
+
+    reason: Reason
+    message: str
+    counterexample: Failure | None = None
+    report: ProofReport | None = None
+    features: Features | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    trace: str = ""
+    status = "unsupported"
+    ok = False
+    text = None
 
 
-def strip_header(text: str) -> str:
-    return HEADER_RE.sub("", text, count=1)
+AugmentResult = Proved | Verified | Unsupported
+
+
+class _Clock:
+    """Seconds per stage (parse, locate, rewrite, proof), accumulated over rounds."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._stage = ""
+        self._t0 = 0.0
+
+    def __call__(self, stage: str) -> "_Clock":
+        self._stage = stage
+        return self
+
+    def __enter__(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timings[self._stage] = self.timings.get(self._stage, 0.0) + time.perf_counter() - self._t0
 
 
 def augment(source: str, name: str = "<string>", examples: int = 200, seed: int = 0) -> AugmentResult:
@@ -119,69 +92,65 @@ def augment(source: str, name: str = "<string>", examples: int = 200, seed: int 
 
     Args:
         source: the original template text.
-        name: shown in the written header (usually the source file name).
+        name: shown in the written header and in error positions (usually the source file name).
         examples: hypothesis examples for the proof.
         seed: hypothesis seed; the same seed gives the same result.
 
     Returns:
-        :class:`AugmentResult`. Never raises for templates it cannot handle: the result is
-        ``unsupported`` with a reason code.
+        :class:`Proved`, :class:`Verified` or :class:`Unsupported`; never raises for a template
+        it cannot handle, including tmplc's own internal errors (``Reason.INTERNAL_ERROR``).
 
     Raises:
-        InputError: malformed Jinja (from :func:`tmplc.syntax.parse` or jinja2's compiler).
+        InputError: malformed Jinja (``name:line:col: message``).
     """
-    from .cli_support import compile_or_error
+    clock = _Clock()
+    with clock("parse"):
+        original = analyse(source, name)
+    try:
+        return _augment(original, name, examples, seed, clock)
+    except Exception as exc:  # noqa: BLE001 - fail closed: an internal error is an outcome
+        return Unsupported(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", timings=clock.timings,
+                           trace=traceback.format_exc())
 
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    parse(source, name)
-    compile_or_error(source, name)
-    timings["parse"] = time.perf_counter() - t0
-    features = detect_features(source)
-    if has_markers(source):
-        t0 = time.perf_counter()
-        report = prove(source, source, features, examples, seed)
-        timings["proof"] = time.perf_counter() - t0
-        if report.ok:
-            return AugmentResult("verified", source, report=report, timings=timings, features=features)
-        return AugmentResult("unsupported", None, report=report, reason="proof-failed",
-                             message=report.failure.message, counterexample=report.failure, timings=timings, features=features)
-    probes = probe_cases(features)
+
+def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Clock) -> AugmentResult:
+    features = original.features
+    if original.has_markers:
+        with clock("proof"):
+            report = prove(original, original, examples, seed)
+        if report.failure is None:
+            return Verified(original.source, report, features, clock.timings)
+        return Unsupported(Reason.PROOF_FAILED, report.failure.message, report.failure, report, features, clock.timings)
+    cases = list(original.probes_and_prefixes)
     last_failure: Failure | None = None
     report = None
-    regions: list[Region] = []
-    for _round in range(3):
-        t0 = time.perf_counter()
+    for _round in range(MAX_ROUNDS):
         try:
-            body, regions = locate(source, with_prefixes(probes))
-        except Unsupported as exc:
-            timings["locate"] = timings.get("locate", 0) + time.perf_counter() - t0
-            cex = Failure("oracle", exc.message, exc.case) if exc.case is not None else last_failure
-            return AugmentResult("unsupported", reason=exc.code, message=exc.message, counterexample=cex,
-                                 timings=timings, features=features, report=report)
-        timings["locate"] = timings.get("locate", 0) + time.perf_counter() - t0
-        t0 = time.perf_counter()
-        text = header(name, examples, seed) + body
-        compile_template(text)
-        timings["rewrite"] = timings.get("rewrite", 0) + time.perf_counter() - t0
-        t0 = time.perf_counter()
-        report = prove(source, text, features, examples, seed)
-        timings["proof"] = timings.get("proof", 0) + time.perf_counter() - t0
-        if report.ok and report.turns_checked == 0:
-            return AugmentResult("unsupported", reason="never-renders-assistant",
-                                 message="no generated conversation rendered an assistant turn the proof could check",
-                                 timings=timings, features=features, report=report)
-        if report.ok:
-            return AugmentResult("proved", text, regions, report, timings=timings, features=features)
-        last_failure = report.failure
-        if report.failure.kind == "oracle":
-            code = report.failure.detail or "proof-failed"
-            return AugmentResult("unsupported", reason=code, message=report.failure.message,
-                                 counterexample=report.failure, timings=timings, features=features, report=report)
+            with clock("locate"):
+                body, regions = rewrite(original, cases)
+        except CannotAugment as exc:
+            cex = Failure(FailureKind.ORACLE, exc.message, exc.case) if exc.case is not None else last_failure
+            return Unsupported(exc.reason, exc.message, cex, report, features, clock.timings)
+        with clock("rewrite"):
+            training = Analysed(header(name, examples, seed) + body, name)
+            training.compiled  # noqa: B018 - an uncompilable rewrite is an internal error
+        with clock("proof"):
+            report = prove(original, training, examples, seed)
+        failure = report.failure
+        if failure is None and report.turns_checked == 0:
+            return Unsupported(Reason.NEVER_RENDERS_ASSISTANT,
+                               "no generated conversation rendered an assistant turn the proof could check",
+                               None, report, features, clock.timings)
+        if failure is None:
+            return Proved(training.source, report, tuple(regions), features, clock.timings)
+        last_failure = failure
+        if failure.kind is FailureKind.ORACLE:
+            return Unsupported(failure.reason or Reason.PROOF_FAILED, failure.message, failure, report, features,
+                               clock.timings)
         # Counterexample-guided: learn from the failing conversation and locate again.
-        probes = probes + [report.failure.case]
-    return AugmentResult("unsupported", reason="proof-failed", message=last_failure.message if last_failure else "",
-                         counterexample=last_failure, timings=timings, features=features, report=report)
+        cases = cases + with_prefixes([failure.case])
+    assert last_failure is not None
+    return Unsupported(Reason.PROOF_FAILED, last_failure.message, last_failure, report, features, clock.timings)
 
 
 def verify(original: str, training: str, examples: int = 200, seed: int = 0) -> ProofReport:
@@ -189,10 +158,15 @@ def verify(original: str, training: str, examples: int = 200, seed: int = 0) -> 
 
     Args:
         original: the shipped template. training: a template with ``{% generation %}`` markers.
+        examples, seed: hypothesis examples and seed.
+
     Returns:
         :class:`tmplc.prove.ProofReport`.
+
+    Raises:
+        InputError: either template is malformed Jinja.
     """
-    return prove(original, training, detect_features(original), examples, seed)
+    return prove(analyse(original, "original"), analyse(training, "training"), examples, seed)
 
 
-__all__ = ["AugmentResult", "augment", "verify", "check_case", "has_markers"]
+__all__ = ["AugmentResult", "Proved", "Unsupported", "Verified", "augment", "verify"]

@@ -7,17 +7,20 @@ Used by ``tmplc corpus DIR``, by the corpus test and by ``bench/corpus.py``;
 from __future__ import annotations
 
 import csv
+import os
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from .compiler import augment
-from .render import has_markers
+from .compiler import Unsupported, augment
 from .errors import InputError
-from .locate import REASONS
+from .reasons import REASONS, Reason
+from .render import has_markers
 
 
 def family_map(directory: Path) -> dict[str, str]:
+    """``file → family`` from the directory's ``MANIFEST.tsv`` (empty without one)."""
     manifest = directory / "MANIFEST.tsv"
     if not manifest.exists():
         return {}
@@ -25,41 +28,66 @@ def family_map(directory: Path) -> dict[str, str]:
         return {row["file"]: row["family"] for row in csv.DictReader(fh, delimiter="\t")}
 
 
-def run(directory: Path, examples: int = 40, seed: int = 0) -> list[dict]:
-    """Outcome of every ``*.jinja`` in ``directory``: one dict per template with ``file``,
-    ``family``, ``kind`` (original / training / has-markers), ``outcome`` (proved, verified,
-    unsupported, bad-input), ``reason``, ``message``, ``examples`` and ``seconds`` per stage."""
-    families = family_map(directory)
-    rows = []
-    for path in sorted(directory.glob("*.jinja")):
-        text = path.read_text(encoding="utf-8")
-        kind = "training" if path.stem.endswith("_training") else ("has-markers" if has_markers(text) else "original")
-        t0 = time.perf_counter()
-        try:
-            result = augment(text, path.name, examples=examples, seed=seed)
-            outcome, reason, message = result.status, result.reason, result.message
-            n = result.report.examples if result.report else 0
-            turns = result.report.turns_checked if result.report else 0
-            cex = result.counterexample
-            counterexample = ({"messages": cex.case.messages, "tools": bool(cex.case.tools), "kwargs": cex.case.kwargs,
-                               "add_generation_prompt": cex.case.add_generation_prompt}
-                              if cex is not None and cex.case is not None and cex.case.messages else None)
-            timings = result.timings
-        except InputError as exc:
-            outcome, reason, message, n, turns, timings = "bad-input", "bad-input", str(exc), 0, 0, {}
-            counterexample = None
-        rows.append({
-            "file": path.name, "family": families.get(path.name, "").replace("|", "/"), "kind": kind, "outcome": outcome,
-            "reason": reason, "message": message, "examples": n, "turns": turns, "counterexample": counterexample,
-            "seconds": {**{k: round(v, 3) for k, v in timings.items()}, "total": round(time.perf_counter() - t0, 3)},
-        })
-    return rows
+def row(path: Path, examples: int = 40, seed: int = 0, family: str = "") -> dict:
+    """The outcome of ``augment --check`` on one template file, as a report row (see :func:`run`)."""
+    text = path.read_text(encoding="utf-8")
+    kind = "training" if path.stem.endswith("_training") else ("has-markers" if has_markers(text) else "original")
+    t0 = time.perf_counter()
+    out = {"file": path.name, "family": family.replace("|", "/"), "kind": kind}
+    try:
+        result = augment(text, path.name, examples=examples, seed=seed)
+    except InputError as exc:
+        return {**out, "outcome": "bad-input", "reason": "bad-input", "message": str(exc), "examples": 0, "turns": 0,
+                "counterexample": None, "seconds": {"total": round(time.perf_counter() - t0, 3)}}
+    report = result.report
+    counterexample = None
+    if isinstance(result, Unsupported) and result.counterexample is not None and result.counterexample.case.messages:
+        case = result.counterexample.case
+        counterexample = {"messages": case.messages, "tools": bool(case.tools), "kwargs": case.kwargs,
+                          "add_generation_prompt": case.add_generation_prompt}
+    return {
+        **out, "outcome": result.status,
+        "reason": str(result.reason) if isinstance(result, Unsupported) else None,
+        "message": result.message if isinstance(result, Unsupported) else "",
+        "examples": report.examples if report else 0, "turns": report.turns_checked if report else 0,
+        "counterexample": counterexample,
+        "seconds": {**{k: round(v, 3) for k, v in result.timings.items()}, "total": round(time.perf_counter() - t0, 3)},
+    }
+
+
+def _row(args: tuple[Path, int, int, str]) -> dict:
+    return row(*args)
+
+
+def run(paths: Path | list[Path], examples: int = 40, seed: int = 0, jobs: int | None = 1) -> list[dict]:
+    """Outcome of every template: one dict per file with ``file``, ``family``, ``kind`` (original /
+    training / has-markers), ``outcome`` (proved, verified, unsupported, bad-input), ``reason``,
+    ``message``, ``examples``, ``turns`` (assistant turns checked), ``counterexample`` and
+    ``seconds`` per stage.
+
+    Args:
+        paths: a directory (its ``*.jinja``, families from its ``MANIFEST.tsv``) or a list of files.
+        jobs: worker processes (None: one per core); rows come back in input order either way.
+    """
+    if isinstance(paths, Path):
+        files, families = sorted(paths.glob("*.jinja")), family_map(paths)
+    else:
+        files = list(paths)
+        families = {}
+        for directory in {f.parent for f in files}:
+            families.update(family_map(directory))
+    tasks = [(f, examples, seed, families.get(f.name, "")) for f in files]
+    workers = (os.cpu_count() or 1) if jobs is None else jobs
+    if workers <= 1 or len(tasks) <= 1:
+        return [_row(t) for t in tasks]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_row, tasks, chunksize=1))
 
 
 def summary(rows: list[dict]) -> dict:
     originals = [r for r in rows if r["kind"] == "original"]
     proved = [r for r in originals if r["outcome"] == "proved"]
-    internal = [r for r in rows if r["outcome"] == "unsupported" and r["reason"] not in REASONS]
+    internal = [r for r in rows if r["outcome"] == "unsupported" and r["reason"] == Reason.INTERNAL_ERROR]
     return {"originals": len(originals), "proved": len(proved), "internal_errors": len(internal),
             "median_seconds": statistics.median([r["seconds"]["total"] for r in rows]) if rows else 0.0}
 

@@ -20,21 +20,18 @@ text before the next message (GLM's stop token lives in the next message) is rep
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable
 
-from .conversations import Case
-
-Span = tuple[int, int]
-_SENTINEL = re.compile(r"«(/?)(\d+)([a-z]\d*)»")
+from .conversations import Case, Span, field_spans
+from .reasons import Reason
 
 
 @dataclass
 class Problem:
     """The oracle cannot give a correct mask for a turn. ``code`` is a reason code."""
 
-    code: str
+    code: Reason
     message: str
     turn: int
 
@@ -72,32 +69,6 @@ def cut_lcp(a: str, b: str) -> int:
         if p >= 0 and closer not in a[p:n] and closer in a[n : n + 48] and closer in b[n : n + 48]:
             return p
     return n
-
-
-def field_spans(text: str) -> dict[int, list[Span]]:
-    """Spans of sentinel-wrapped fields in ``text``: message index → list of (start, end).
-
-    A field whose closing sentinel is missing (the template cut it) spans its opening sentinel
-    only. Only the first occurrence of each field is used (a tool message may repeat a name).
-    """
-    opens: dict[tuple[int, str], int] = {}
-    spans: dict[tuple[int, str], Span] = {}
-    for m in _SENTINEL.finditer(text):
-        closing, idx, name = m.group(1), int(m.group(2)), m.group(3)
-        key = (idx, name)
-        if key in spans:
-            continue
-        if not closing:
-            if key not in opens:
-                opens[key] = m.start()
-        elif key in opens:
-            spans[key] = (opens.pop(key), m.end())
-    for key, start in opens.items():
-        spans.setdefault(key, (start, text.index("»", start) + 1))
-    out: dict[int, list[Span]] = {}
-    for (idx, _), span in spans.items():
-        out.setdefault(idx, []).append(span)
-    return out
 
 
 def _field_end(spans: dict[int, list[Span]], index: int) -> int | None:
@@ -139,7 +110,7 @@ def expected_masks(render: Render, case: Case) -> Oracle:
         while j >= 0 and (_field_end(fR, j) is None or _field_end(fB, j) is None):
             j -= 1
         if j < 0:
-            problems.append(Problem("untraceable-turn", f"no message before assistant message {i} renders a field", i))
+            problems.append(Problem(Reason.UNTRACEABLE_TURN, f"no message before assistant message {i} renders a field", i))
             continue
         fe_prev, fe_prev_B = _field_end(fR, j), _field_end(fB, j)
         e_prev = fe_prev + cut_lcp(B[fe_prev_B:], R[fe_prev:])
@@ -161,7 +132,7 @@ def expected_masks(render: Render, case: Case) -> Oracle:
         if fe is None or fe_T is None:
             # Nothing of the message renders: anchor at the turn start when T agrees with R there.
             if T[:start] != R[:start]:
-                problems.append(Problem("untraceable-turn", f"assistant message {i} renders no field", i))
+                problems.append(Problem(Reason.UNTRACEABLE_TURN, f"assistant message {i} renders no field", i))
                 continue
             fe, fe_T = start, start
         fe = max(fe, start)
@@ -181,7 +152,7 @@ def expected_masks(render: Render, case: Case) -> Oracle:
             if T[fe_T:] and i != last:
                 problems.append(
                     Problem(
-                        "history-rerendered",
+                        Reason.HISTORY_RERENDERED,
                         f"assistant message {i}: as the last message the turn ends with {T[fe_T:][:24]!r}, "
                         f"but once later messages exist the template writes {R[fe:][:24]!r} there",
                         i,
@@ -190,7 +161,7 @@ def expected_masks(render: Render, case: Case) -> Oracle:
             else:
                 problems.append(
                     Problem(
-                        "stop-token-in-next-message",
+                        Reason.STOP_TOKEN_IN_NEXT_MESSAGE,
                         f"assistant message {i}: the template writes no end-of-turn text after the turn's last field"
                         + (" (the next message's text follows directly)" if i != last else ""),
                         i,
@@ -198,17 +169,3 @@ def expected_masks(render: Render, case: Case) -> Oracle:
                 )
         turns[i] = (start, end)
     return Oracle(R, turns, problems, fR)
-
-
-def oracle_for(template, case: Case) -> Oracle | None:
-    """:func:`expected_masks` of ``case`` rendered with ``template`` (source or compiled by
-    :func:`tmplc.render.compile_template`), or None when the template raises on the
-    conversation or one of its prefixes."""
-
-    def r(messages, agp):
-        return case.render(template, messages, agp)[0]
-
-    try:
-        return expected_masks(r, case)
-    except Exception:  # noqa: BLE001 - the template refuses this conversation
-        return None

@@ -17,22 +17,37 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 
 from hypothesis import HealthCheck, given, seed as hseed, settings
 from hypothesis.errors import HypothesisException
 
-from .conversations import Case, Features
+from .analysed import Analysed
+from .conversations import Case
+from .reasons import Reason
 from .strategies import cases
-from .oracle import Problem, expected_masks
-from .render import compile_template
+from .verification import check_case
 
 
-@dataclass
+class FailureKind(str, Enum):
+    """Which property failed."""
+
+    RENDER = "render"  # the training template renders a prefix differently (or raises differently)
+    MASK = "mask"  # its generation spans differ from the oracle's masks
+    ORACLE = "oracle"  # the oracle cannot give a correct mask for a turn (``reason`` says why)
+    HYPOTHESIS = "hypothesis"  # hypothesis itself gave up (flaky or unsatisfiable)
+
+
+@dataclass(frozen=True)
 class Failure:
-    kind: str  # "render", "error", "mask", "oracle"
+    """A failed property on a (shrunk) conversation; ``detail`` is the rendering with expected and
+    actual spans marked (mask failures), ``reason`` the oracle's reason code (oracle failures)."""
+
+    kind: FailureKind
     message: str
     case: Case
     detail: str = ""
+    reason: Reason | None = None
 
 
 class ProofFailure(AssertionError):
@@ -44,7 +59,8 @@ class ProofFailure(AssertionError):
 @dataclass
 class ProofReport:
     """What the proof did: ``examples`` conversations drawn, ``valid`` of them rendered by the
-    original; ``failure`` is None when every property held."""
+    original, ``turns_checked`` assistant turns compared with the oracle; ``failure`` is None
+    when every property held."""
 
     examples: int = 0
     valid: int = 0
@@ -57,92 +73,24 @@ class ProofReport:
         return self.failure is None
 
 
-def _outcome(tpl, messages, case: Case, agp: bool):
-    try:
-        return case.render(tpl, messages, agp)
-    except Exception as exc:  # noqa: BLE001 - any template error is an outcome to compare
-        return exc
+def check(original: Analysed, training: Analysed, case: Case, report: ProofReport | None = None) -> None:
+    """Check every property on one conversation (:func:`tmplc.verification.check_case`).
 
-
-def _same(a, b) -> bool:
-    if isinstance(a, Exception) or isinstance(b, Exception):
-        return type(a) is type(b) and str(a) == str(b)
-    return a[0] == b[0]
-
-
-def mark_spans(text: str, spans: list[tuple[int, int]], open_: str, close: str) -> str:
-    out, prev = [], 0
-    for a, b in sorted(spans):
-        out += [text[prev:a], open_, text[a:b], close]
-        prev = b
-    out.append(text[prev:])
-    return "".join(out)
-
-
-def check_case(original: str, training: str, case: Case, report: ProofReport | None = None) -> None:
-    """Check every property on one conversation; raise :class:`ProofFailure` on the first
-    that fails. Offsets are characters of the rendered text."""
-    orig, train = compile_template(original), compile_template(training)
-    msgs = case.messages
-    renders: dict[tuple[int, bool], object] = {}
-    for k in range(1, len(msgs) + 1):
-        for agp in (False, True):
-            a = _outcome(orig, msgs[:k], case, agp)
-            b = _outcome(train, msgs[:k], case, agp)
-            if not _same(a, b):
-                what = f"{type(a).__name__}: {a}" if isinstance(a, Exception) else "text"
-                other = f"{type(b).__name__}: {b}" if isinstance(b, Exception) else "text"
-                raise ProofFailure(Failure("render", f"rendering of messages[:{k}] (add_generation_prompt={agp}) changed: original gives {what}, training gives {other}", case))
-            renders[(k, agp)] = a
-    last_agp = case.full_agp
-    full = renders[(len(msgs), last_agp)]
-    if isinstance(full, Exception):
-        return
-    if report is not None:
+    Raises:
+        ProofFailure: the first property that fails, with the conversation.
+    """
+    result = check_case(original.compiled, training.compiled, case)
+    if result.render_diff is not None:
+        raise ProofFailure(Failure(FailureKind.RENDER, result.render_diff.describe(), case))
+    if report is not None and result.valid:
         report.valid += 1
-
-    def r(m, agp):
-        out = renders.get((len(m), agp))
-        if out is None:
-            out = _outcome(orig, m, case, agp)
-        if isinstance(out, Exception):
-            raise out
-        return out[0]
-
-    try:
-        oracle = expected_masks(r, case)
-    except Exception:  # noqa: BLE001 - a prefix that raises: no oracle for this conversation
-        return
-    if oracle.problems:
-        p: Problem = oracle.problems[0]
-        raise ProofFailure(Failure("oracle", f"{p.code}: {p.message}", case, p.code))
-    text, spans = _outcome(train, msgs, case, last_agp)  # type: ignore[misc]
-    actual = {c for a, b in spans for c in range(a, b)}
-    expected = oracle.mask()
-    if report is not None:
-        report.turns_checked += len(oracle.turns)
-    if actual != expected:
-        detail = (
-            "expected ⟦…⟧:\n" + mark_spans(text, list(oracle.turns.values()), "⟦", "⟧")
-            + "\nactual ⟦…⟧:\n" + mark_spans(text, _merge(spans), "⟦", "⟧")
-        )
-        missing, extra = sorted(expected - actual), sorted(actual - expected)
-        what = []
-        if missing:
-            what.append(f"{len(missing)} expected characters not masked (first at {missing[0]}: {text[missing[0]:missing[0] + 20]!r})")
-        if extra:
-            what.append(f"{len(extra)} characters masked that the model does not generate (first at {extra[0]}: {text[extra[0]:extra[0] + 20]!r})")
-        raise ProofFailure(Failure("mask", "; ".join(what), case, detail))
-
-
-def _merge(spans):
-    out: list[list[int]] = []
-    for a, b in sorted(spans):
-        if out and a <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return [tuple(s) for s in out]
+    if result.problem is not None:
+        p = result.problem
+        raise ProofFailure(Failure(FailureKind.ORACLE, f"{p.code}: {p.message}", case, reason=p.code))
+    if result.oracle is not None and report is not None:
+        report.turns_checked += len(result.oracle.turns)
+    if result.defects:
+        raise ProofFailure(Failure(FailureKind.MASK, result.mask_message(), case, result.mask_detail()))
 
 
 @contextmanager
@@ -167,13 +115,17 @@ def _reproducible():
         cache.cache.clear()
 
 
-def prove(original: str, training: str, features: Features, examples: int = 200, seed: int = 0) -> ProofReport:
+def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int = 0) -> ProofReport:
     """Run the proof with ``examples`` hypothesis examples from ``seed`` (deterministic).
 
-    Returns a :class:`ProofReport`; a failure holds the shrunk counterexample.
+    Args:
+        original: the shipped template. training: the template with markers.
+        examples: conversations drawn from :func:`tmplc.strategies.cases` of the original's features.
+
+    Returns:
+        A :class:`ProofReport`; a failure holds the shrunk counterexample.
     """
     report = ProofReport(seed=seed)
-    state = {"last": None}
 
     @hseed(seed)
     @settings(
@@ -185,14 +137,10 @@ def prove(original: str, training: str, features: Features, examples: int = 200,
         print_blob=False,
         report_multiple_bugs=False,
     )
-    @given(cases(features))
+    @given(cases(original.features))
     def run(case: Case):
         report.examples += 1
-        try:
-            check_case(original, training, case, report)
-        except ProofFailure as exc:
-            state["last"] = exc.failure
-            raise
+        check(original, training, case, report)
 
     try:
         with _reproducible():
@@ -200,5 +148,5 @@ def prove(original: str, training: str, features: Features, examples: int = 200,
     except ProofFailure as exc:
         report.failure = exc.failure
     except HypothesisException as exc:  # pragma: no cover - flaky or unsatisfiable
-        report.failure = Failure("hypothesis", str(exc), Case([]))
+        report.failure = Failure(FailureKind.HYPOTHESIS, str(exc), Case([]))
     return report

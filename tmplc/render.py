@@ -24,6 +24,8 @@ import jinja2.nodes
 import jinja2.utils
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .errors import InputError
+
 Span = tuple[int, int]
 
 # The list of rendered blocks and the list of recorded spans of the render in progress.
@@ -151,6 +153,25 @@ def environment(trace: bool = False) -> ImmutableSandboxedEnvironment:
 def compile_template(source: str, trace: bool = False) -> jinja2.Template:
     """Compile ``source`` in :func:`environment`; raises ``jinja2.TemplateSyntaxError``."""
     return environment(trace).from_string(source)
+
+
+def jinja_error(exc: jinja2.TemplateSyntaxError, source: str, label: str) -> InputError:
+    """The one-line :class:`InputError` for a jinja2 syntax error.
+
+    jinja2 knows the line only: the column is the first non-blank character of that line.
+    """
+    line = exc.lineno or 1
+    lines = source.split("\n")
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    return InputError(f"Jinja syntax error: {exc.message}", label, line, len(text) - len(text.lstrip()) + 1)
+
+
+def compile_or_error(source: str, label: str) -> jinja2.Template:
+    """:func:`compile_template`, raising :class:`InputError` (``label:line:col``) on a syntax error."""
+    try:
+        return compile_template(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise jinja_error(exc, source, label) from None
 
 
 def plain_data(value: Any) -> Any:

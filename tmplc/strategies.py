@@ -6,7 +6,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from .conversations import TOOLS, Case, Features, content_value, tool_call, wrap
+from .conversations import TOOLS, Case, content_value, tool_call, wrap
+from .probes import Features
 
 
 _TEXT_ALPHABET = st.characters(

@@ -76,7 +76,7 @@ def _recursive(block: Block) -> bool:
     return block.name == "for" and any(t.text == "recursive" for t in block.clauses[0].tag.sig())
 
 
-def _atoms(loops: tuple[Block, ...], source: str, kwargs_atoms: tuple[str, ...]) -> tuple[Atom, ...]:
+def _atoms(loops: tuple[Block, ...], kwargs_atoms: tuple[str, ...]) -> tuple[Atom, ...]:
     atoms: list[Atom] = []
     for block in loops:
         var = loop_var(block)
@@ -102,12 +102,14 @@ def _atoms(loops: tuple[Block, ...], source: str, kwargs_atoms: tuple[str, ...])
     return tuple(atoms)
 
 
-def sites(template: Template) -> list[Site]:
-    """The output nodes the tracker can see, in source order."""
-    out: list[Site] = []
-    from .conversations import thinking_kwargs
+def sites(template: Template, kwargs_atoms: tuple[str, ...] = ()) -> list[Site]:
+    """The output nodes the tracker can see, in source order.
 
-    kw = thinking_kwargs(template.source)
+    Args:
+        template: the parsed template.
+        kwargs_atoms: template kwargs that switch reasoning (``enable_thinking``), traced as atoms.
+    """
+    out: list[Site] = []
 
     def visible(stack: tuple[Block, ...]) -> bool:
         return all(b.name in INLINE_BLOCKS and not _recursive(b) for b in stack)
@@ -120,7 +122,7 @@ def sites(template: Template) -> list[Site]:
         )
         if isinstance(node, (Text, Output, Raw)) or opaque:
             loops = tuple(b for b in stack if b.name == "for")
-            out.append(Site(len(out), node, loops, stack, _atoms(loops, template.source, kw)))
+            out.append(Site(len(out), node, loops, stack, _atoms(loops, kwargs_atoms)))
     return out
 
 
@@ -133,10 +135,18 @@ class Instrumented:
     compiled: object = field(default=None, repr=False)
 
 
-def instrument(template: Template) -> Instrumented:
-    """Build the instrumented copy of ``template`` (see module docstring)."""
+def instrument(template: Template, kwargs_atoms: tuple[str, ...] = ()) -> Instrumented:
+    """Build the instrumented copy of ``template`` (see module docstring).
+
+    Args:
+        template: the parsed template.
+        kwargs_atoms: reasoning switches to trace as atoms (see :func:`sites`).
+
+    Raises:
+        jinja2.TemplateSyntaxError: the instrumented copy does not compile (a bug in the editor).
+    """
     editor = Editor(template)
-    ss = sites(template)
+    ss = sites(template, kwargs_atoms)
     at: dict[int, tuple[list[str], list[str]]] = {}
     virtual = None
     for s in ss:

@@ -10,14 +10,14 @@ class MaskRule(Rule):
     what = ""
 
     def check(self, ctx: Context):
-        from ..render import has_markers
-
-        if not has_markers(ctx.source):
+        if not ctx.analysed.has_markers:
             return
         seen: set[int] = set()
-        for d in ctx.masks.defects:
-            if d.kind != self.kind or d.offset in seen:
+        for found in ctx.masks.found:
+            d = found.defect
+            node = d.node or 0
+            if d.kind != self.kind or node in seen:
                 continue
-            seen.add(d.offset)
+            seen.add(node)
             turn = f"assistant message {d.turn}" if d.turn >= 0 else "a conversation"
-            yield self.at(ctx, d.offset, f"{self.what} {d.text[:40]!r} ({turn}, probe with {len(d.case.messages)} messages)")
+            yield self.at(ctx, node, f"{self.what} {d.text[:40]!r} ({turn}, probe with {len(found.case.messages)} messages)")

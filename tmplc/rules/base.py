@@ -8,13 +8,17 @@ templates that run as tests (the Fixit idea: the examples are the tests).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
+from ..analysed import Analysed
+from ..conversations import Case
 from ..errors import InputError
-from ..syntax import LineIndex, Template, parse
+from ..syntax import LineIndex, Template
+from .masks import MaskAnalysis, analyse
 
 SECTIONS = ("What it does", "Why it matters", "Example", "Use instead", "Fix safety")
 
@@ -57,13 +61,12 @@ def Good(source: str, training: bool = False, original: str | None = None) -> Ex
 
 @dataclass
 class Context:
-    """What rules see: the file, its text, its CST (None on a syntax error) and lazy analyses."""
+    """What rules see: the analysed template (:class:`tmplc.analysed.Analysed`), whether it is a
+    training template, its original (for the out-of-sync rule) and lazy analyses."""
 
-    path: str
-    source: str
+    analysed: Analysed
     training: bool = False
-    original: str | None = None  # the source template named by the header or --source
-    original_label: str | None = None
+    original: Analysed | None = None  # the source template named by the header or --source
     syntax_error: InputError | None = None
 
     @classmethod
@@ -71,26 +74,29 @@ class Context:
               original_label: str | None = None) -> "Context":
         """Check syntax with jinja2's parser (no code generation); the lossless CST is built
         only when a rule asks for it, so linting a template without markers stays cheap."""
-        ctx = cls(path, source, training, original, original_label)
-        from jinja2 import TemplateSyntaxError
-
-        from ..render import environment
-
+        ctx = cls(Analysed(source, path), training,
+                  Analysed(original, original_label or "its source") if original is not None else None)
         if source == "":
             ctx.syntax_error = InputError("empty template", path, 1, 1)
             return ctx
         try:
-            environment().parse(source)
-        except TemplateSyntaxError as exc:
+            ctx.analysed.ast  # noqa: B018
+        except InputError as exc:
             try:
-                parse(source, path)
-            except InputError as err:  # the CST pinpoints the column
+                ctx.analysed.template  # noqa: B018 - the CST pinpoints the column
+            except InputError as err:
                 ctx.syntax_error = err
             else:
-                from ..cli_support import jinja_error
-
-                ctx.syntax_error = jinja_error(exc, source, path)
+                ctx.syntax_error = exc
         return ctx
+
+    @property
+    def path(self) -> str:
+        return self.analysed.label
+
+    @property
+    def source(self) -> str:
+        return self.analysed.source
 
     @cached_property
     def template(self) -> Template | None:
@@ -98,7 +104,7 @@ class Context:
         if self.syntax_error is not None:
             return None
         try:
-            return parse(self.source, self.path)
+            return self.analysed.template
         except InputError as exc:
             self.syntax_error = exc
             return None
@@ -110,19 +116,15 @@ class Context:
     def position(self, offset: int) -> tuple[int, int]:
         return self.lines.position(offset)
 
-    @cached_property
-    def probes(self):
+    @property
+    def probes(self) -> list[Case]:
         """The probe conversations this template accepts (computed once per file)."""
-        from ..conversations import detect_features, probe_cases
-
-        return probe_cases(detect_features(self.source))
+        return self.analysed.probes
 
     @cached_property
-    def masks(self):
+    def masks(self) -> MaskAnalysis:
         """Probe-set comparison of the template's generation spans with the oracle."""
-        from .masks import analyse
-
-        return analyse(self.source, self.template, self.probes)
+        return analyse(self.analysed)
 
 
 class Rule:
@@ -144,8 +146,6 @@ class Rule:
 
     @classmethod
     def doc(cls) -> str:
-        import inspect
-
         return inspect.cleandoc(cls.__doc__ or "")
 
 

@@ -1,4 +1,3 @@
-from ..render import has_markers
 from .base import Bad, Context, Good, Rule
 
 GOOD = (
@@ -38,5 +37,5 @@ class MissingMarkers(Rule):
     ]
 
     def check(self, ctx: Context):
-        if ctx.training and not has_markers(ctx.source):
+        if ctx.training and not ctx.analysed.has_markers:
             yield self.at(ctx, 0, "training template without {% generation %} markers: assistant masks will be all zero")

@@ -1,4 +1,3 @@
-from ..render import has_markers
 from ..syntax import Block
 from .base import Bad, Context, Diagnostic, Good, Rule
 
@@ -40,7 +39,7 @@ class UnbalancedMarkers(Rule):
             if "generation" in err.message:
                 yield Diagnostic(self.code, self.name, err.message, ctx.path, err.line, err.col)
             return
-        if not has_markers(ctx.source) or ctx.template is None:
+        if not ctx.analysed.has_markers or ctx.template is None:
             return
         for node, stack in ctx.template.walk():
             if isinstance(node, Block) and node.name == "generation" and any(b.name == "generation" for b in stack):

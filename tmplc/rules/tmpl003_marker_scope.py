@@ -1,4 +1,3 @@
-from ..render import has_markers
 from ..syntax import Block
 from .base import Bad, Context, Good, Rule
 
@@ -35,7 +34,7 @@ class MarkerScope(Rule):
     ]
 
     def check(self, ctx: Context):
-        if not has_markers(ctx.source) or ctx.template is None:
+        if not ctx.analysed.has_markers or ctx.template is None:
             return
         for node, stack in ctx.template.walk():
             if isinstance(node, Block) and node.name == "generation":

@@ -1,8 +1,10 @@
+from ..errors import InputError
+from ..verification import Renderings, same_rendering
 from .base import Bad, Context, Good, Rule
 
 ORIGINAL = "{% for m in messages %}{{ m.role + ': ' + m.content + '\\n' }}{% endfor %}"
 IN_SYNC = ("{% for m in messages %}{{ m.role + ': ' }}{% if m.role == 'assistant' %}{% generation %}"
-           "{{ m.content + '\\n' }}{% endgeneration %}{% else %}{{ m.content + '\\n' }}{% endif %}{% endfor %}")
+           "{{ '' + m.content + '\\n' }}{% endgeneration %}{% else %}{{ '' + m.content + '\\n' }}{% endif %}{% endfor %}")
 
 
 class OutOfSync(Rule):
@@ -36,25 +38,15 @@ class OutOfSync(Rule):
     def check(self, ctx: Context):
         if ctx.original is None:
             return
-        from ..conversations import detect_features, probe_cases, with_prefixes
-        from ..render import compile_template
-
         try:
-            orig = compile_template(ctx.original)
-        except Exception:  # noqa: BLE001
+            orig, train = ctx.original.compiled, ctx.analysed.compiled
+            cases = ctx.original.probes_and_prefixes
+        except InputError:  # a broken source: nothing to compare with
             return
-        train = compile_template(ctx.source)
-        for case in with_prefixes(probe_cases(detect_features(ctx.original))):
-            for agp in (False, True):
-                outs = []
-                for tpl in (orig, train):
-                    try:
-                        outs.append(case.render(tpl, agp=agp)[0])
-                    except Exception as exc:  # noqa: BLE001 - both refusing the probe is in sync
-                        outs.append(f"<raises {type(exc).__name__}>")
-                if outs[0] != outs[1]:
-                    n = next((i for i, (a, b) in enumerate(zip(*outs)) if a != b), min(map(len, outs)))
-                    yield self.at(ctx, 0, f"renders differently from {ctx.original_label or 'its source'} "
-                                  f"({len(case.messages)}-message probe, add_generation_prompt={agp}, "
-                                  f"first difference at character {n})")
-                    return
+        for case in cases:
+            diff = same_rendering(Renderings(orig, case), Renderings(train, case))
+            if diff is not None:
+                yield self.at(ctx, 0, f"renders differently from {ctx.original.label} "
+                              f"({diff.messages}-message prefix of a probe, add_generation_prompt={diff.agp}, "
+                              f"first difference at character {diff.first_difference})")
+                return

@@ -37,6 +37,6 @@ class NotPrefixPreserving(Rule):
     ]
 
     def check(self, ctx: Context):
-        for index, case, what in ctx.masks.prefix_breaks[:1]:
+        for index, case in ctx.masks.prefix_breaks[:1]:
             yield self.at(ctx, 0, f"not prefix-preserving at message {index}: the rendering with "
-                          f"{what} is not a prefix of the {len(case.messages)}-message conversation")
+                          f"the generation prompt before it is not a prefix of the {len(case.messages)}-message conversation")

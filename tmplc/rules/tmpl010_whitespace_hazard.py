@@ -1,4 +1,5 @@
-from ..render import has_markers
+from ..render import compile_template
+from ..verification import Renderings, same_rendering
 from ..syntax import Block
 from .base import Bad, Context, Good, Rule
 
@@ -37,7 +38,7 @@ class WhitespaceHazard(Rule):
     ]
 
     def check(self, ctx: Context):
-        if not has_markers(ctx.source) or ctx.template is None:
+        if not ctx.analysed.has_markers or ctx.template is None:
             return
         src = ctx.source
         tags = [t for node, _ in ctx.template.walk() if isinstance(node, Block) and node.name == "generation"
@@ -49,30 +50,21 @@ class WhitespaceHazard(Rule):
                 candidates.append((tag, "is followed by a newline that trim_blocks removes; use '+%}'"))
             elif tag.left_mod == "" and before and not before.strip(" \t"):
                 candidates.append((tag, "is preceded by indentation that lstrip_blocks removes; use '{%+'"))
-        if candidates and self._changes_rendering(src, tags, ctx.probes):
+        if candidates and self._changes_rendering(ctx, tags):
             for tag, why in candidates:
                 yield self.at(ctx, tag.start, f"'{src[tag.start:tag.end]}' {why}")
 
     @staticmethod
-    def _changes_rendering(src: str, tags, probes) -> bool:
-        """Render the probes with and without the generation tags."""
-        from ..render import compile_template
-
+    def _changes_rendering(ctx: Context, tags) -> bool:
+        """Render the first probes with and without the generation tags."""
+        src = ctx.source
         stripped, last = [], 0
         for tag in sorted(tags, key=lambda t: t.start):
             stripped.append(src[last : tag.start])
             last = tag.end
         stripped.append(src[last:])
         try:
-            a, b = compile_template(src), compile_template("".join(stripped))
-        except Exception:  # noqa: BLE001
+            a, b = ctx.analysed.compiled, compile_template("".join(stripped))
+        except Exception:  # noqa: BLE001 - TMPL000 reports a template that does not compile
             return False
-        for case in probes[:6]:
-            try:
-                ra = case.render(a, agp=case.add_generation_prompt)[0]
-                rb = case.render(b, agp=case.add_generation_prompt)[0]
-            except Exception:  # noqa: BLE001
-                continue
-            if ra != rb:
-                return True
-        return False
+        return any(same_rendering(Renderings(a, case), Renderings(b, case), prefixes=False) for case in ctx.probes[:6])

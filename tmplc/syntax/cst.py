@@ -232,6 +232,12 @@ class Template:
 
         yield from rec(self.body, ())
 
+    def where(self, node: Node) -> str:
+        """``line:col 'snippet'`` of ``node`` for messages (1-based; snippet ≤ 60 characters)."""
+        line, col = LineIndex(self.source).position(node.start)
+        snippet = self.source[node.start : node.end].replace("\n", "\\n")[:60]
+        return f"{line}:{col} {snippet!r}"
+
 
 def _is_block_set(toks: list[Token]) -> bool:
     depth = 0

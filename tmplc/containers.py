@@ -1,4 +1,9 @@
-"""Reading templates from files and containers; atomic writes; jinja2 compile errors."""
+"""Where templates come from and where training templates go (the one owner of file I/O).
+
+Reads a ``.jinja`` file, a ``chat_template.jinja`` or a ``tokenizer_config.json`` whose
+``chat_template`` is a string or a list of ``{name, template}`` (a named chat template), names
+the output ``NAME_training.jinja``, and writes it atomically.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
-
 from .errors import InputError
-from .render import compile_template
 
 
 @dataclass
@@ -26,22 +28,6 @@ class Source:
     @property
     def label(self) -> str:
         return f"{self.path}#chat_template[{self.name}]" if self.name else str(self.path)
-
-
-def compile_or_error(source: str, label: str) -> None:
-    """Compile with the transformers environment; raise InputError with line:col on failure."""
-    try:
-        compile_template(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise jinja_error(exc, source, label) from None
-
-
-def jinja_error(exc: jinja2.TemplateSyntaxError, source: str, label: str) -> InputError:
-    """jinja2 knows the line only: point at the first non-blank column of that line."""
-    line = exc.lineno or 1
-    lines = source.split("\n")
-    text = lines[line - 1] if 0 < line <= len(lines) else ""
-    return InputError(f"Jinja syntax error: {exc.message}", label, line, len(text) - len(text.lstrip()) + 1)
 
 
 def read_sources(path: Path) -> list[Source]:

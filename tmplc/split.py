@@ -1,0 +1,200 @@
+"""Split straddling output nodes so the mask boundary falls between nodes.
+
+A node labelled *straddling* by :mod:`tmplc.locate` writes prompt and generated text in one
+emission. Four strategies, each leaving the rendering unchanged:
+
+* a concatenation ``{{ a + b ~ c }}`` becomes ``{{ a }}{{ b }}{{ c }}`` (joined again by
+  :func:`tmplc.edits.cleanup` where no marker ends up between the parts);
+* a string literal ``{{ '<|assistant|>\\n' }}`` is cut into two literals at the boundary;
+* a text run gets a split placeholder at the boundary;
+* any other value ``{{ X }}`` becomes ``{{ X[:K] }}{{ X[K:] }}`` with ``K`` found at run time
+  from a fixed anchor text (:func:`runtime_split`).
+
+Offsets are characters of the template source or of an emission, as each function says.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .edits import JOIN_OPEN, SPLIT_MARK
+from .locate import STRADDLE, Evidence, Labelled
+from .reasons import CannotAugment, Reason
+from .syntax import Output, Template, Text
+from .trace import Instrumented
+
+
+_LOW = {"if", "else", "and", "or", "not", "in", "is"}
+_LOWOPS = {"==", "!=", "<", ">", "<=", ">=", "-", "*", "/", "//", "%", "**", ","}
+
+
+def concat_terms(node: Output) -> list[tuple[int, int]] | None:
+    """Source spans of the terms of a top-level ``a + b ~ c`` concatenation, or None."""
+    sig = node.sig()
+    depth = 0
+    cuts: list[int] = []
+    for k, t in enumerate(sig):
+        if t.kind == "OP" and t.text in "([{":
+            depth += 1
+        elif t.kind == "OP" and t.text in ")]}":
+            depth -= 1
+        elif depth == 0:
+            if (t.kind == "NAME" and t.text in _LOW) or (t.kind == "OP" and t.text in _LOWOPS):
+                return None
+            if t.kind == "OP" and t.text in ("+", "~"):
+                if k == 0 or k == len(sig) - 1:
+                    return None
+                cuts.append(k)
+    if not cuts:
+        return None
+    spans = []
+    prev = 0
+    for k in cuts + [len(sig)]:
+        part = sig[prev:k]
+        if not part:
+            return None
+        spans.append((part[0].start, part[-1].end))
+        prev = k + 1
+    return spans
+
+
+def _unescape(raw_inner: str) -> str:
+    text = raw_inner.replace("\r\n", "\n").replace("\r", "\n")
+    return text.encode("ascii", "backslashreplace").decode("unicode-escape")
+
+
+def split_literal(literal: str, offset: int) -> tuple[str, str] | None:
+    """Split a Jinja string literal so the first part's value has ``offset`` characters."""
+    q, inner = literal[0], literal[1:-1]
+    full = _unescape(inner)
+    for p in range(len(inner) + 1):
+        try:
+            a, b = _unescape(inner[:p]), _unescape(inner[p:])
+        except UnicodeDecodeError:
+            continue
+        if len(a) == offset and a + b == full:
+            return q + inner[:p] + q, q + inner[p:] + q
+    return None
+
+
+def split_edits(template: Template, inst: Instrumented, evidence: Evidence) -> list[tuple[int, int, str]]:
+    """Replacements that split every straddling node, or [] when none straddles."""
+    source = template.source
+    edits: list[tuple[int, int, str]] = []
+    for site in inst.sites:
+        items = evidence.labels.get(site.id, [])
+        straddles = [it for it in items if it.label == STRADDLE]
+        if not straddles:
+            continue
+        node = site.node
+        if isinstance(node, Output):
+            terms = concat_terms(node)
+            if terms:
+                literal = {(t.start, t.end) for t in node.sig() if t.kind == "STRING"}
+                for (a_start, a_end), (b_start, b_end) in zip(terms, terms[1:]):
+                    sep = source[a_end:b_start]
+                    # `a + b` raises TypeError unless both are strings; keep that in each half
+                    # (`'' + None` raises the same message as `'\n' + None`).
+                    plus = sep.strip() == "+"
+                    left = " + ''" if plus and (a_start, a_end) not in literal else ""
+                    right = " '' +" if plus and (b_start, b_end) not in literal else ""
+                    edits.append((a_end, b_start, left + " }}" + JOIN_OPEN + sep + "#}{{" + right + " "))
+                continue
+            sig = node.sig()
+            if len(sig) == 1 and sig[0].kind == "STRING":
+                cuts = sorted({c for it in straddles for c in it.cuts})
+                lit = sig[0].text
+                pieces, consumed = [], 0
+                rest = lit
+                for c in cuts:
+                    parts = split_literal(rest, c - consumed)
+                    if parts is None:
+                        raise CannotAugment(Reason.UNSPLITTABLE_OUTPUT, f"cannot split string literal {lit!r}")
+                    pieces.append(parts[0])
+                    rest, consumed = parts[1], c
+                pieces.append(rest)
+                edits.append((sig[0].start, sig[0].end, " }}{{ ".join(pieces)))
+                continue
+            edit = runtime_split(node, source, straddles, evidence.emitted)
+            if edit is None:
+                raise CannotAugment(
+                    Reason.UNSPLITTABLE_OUTPUT,
+                    f"{template.where(node)}: one value writes both the prompt cue and "
+                    "generated text, and no fixed text marks the boundary",
+                    evidence.cases.get(straddles[0].emission.trace),
+                )
+            edits.append(edit)
+            continue
+        if isinstance(node, Text):
+            emitted = evidence.emitted(straddles[0])  # a text run emits the same text every time
+            raw = source[node.start : node.end]
+            # normalized index → raw index
+            norm_to_raw, norm = [], []
+            i = 0
+            while i < len(raw):
+                norm_to_raw.append(i)
+                if raw[i] == "\r":
+                    norm.append("\n")
+                    i += 2 if raw[i : i + 2] == "\r\n" else 1
+                else:
+                    norm.append(raw[i])
+                    i += 1
+            norm_to_raw.append(len(raw))
+            ns = "".join(norm)
+            h = next(
+                (h for h in range(len(ns) - len(emitted) + 1)
+                 if ns[h : h + len(emitted)] == emitted and not ns[:h].strip() and not ns[h + len(emitted):].strip()),
+                None,
+            ) if emitted else None
+            if h is None:
+                raise CannotAugment(Reason.UNSPLITTABLE_OUTPUT, f"cannot place a split in text at offset {node.start}")
+            for c in sorted({c for it in straddles for c in it.cuts}):
+                pos = node.start + norm_to_raw[h + c]
+                edits.append((pos, pos, SPLIT_MARK))
+            continue
+        raise CannotAugment(Reason.UNSPLITTABLE_OUTPUT, f"output at offset {node.start} writes both prompt and generated text")
+    return edits
+
+
+def _common_suffix(texts: list[str]) -> str:
+    first = texts[0]
+    n = 0
+    while n < len(first) and all(len(t) > n and t[-1 - n] == first[-1 - n] for t in texts):
+        n += 1
+    return first[len(first) - n :]
+
+
+def _common_prefix(texts: list[str]) -> str:
+    first = texts[0]
+    n = 0
+    while n < len(first) and all(len(t) > n and t[n] == first[n] for t in texts):
+        n += 1
+    return first[:n]
+
+
+def runtime_split(node: Output, source: str, straddles: list[Labelled], emitted) -> tuple[int, int, str] | None:
+    """Split ``{{ X }}`` into ``{{ X[:K] }}{{ X[K:] }}`` where ``K`` is found at run time from a
+    fixed anchor text (Llama 3's ``content`` variable = header + message + ``<|eot_id|>``).
+
+    ``X[:K] ~ X[K:] == X`` for every string and every ``K``, so rendering never changes; the anchor
+    only decides where the boundary falls. The first cut of every straddling emission must be
+    the end of the first occurrence of a common suffix of the prompt parts (cue → body), or the
+    start of the last occurrence of a common prefix of the tails (body → next cue).
+    """
+    texts = [emitted(it) for it in straddles]
+    firsts = [it.cuts[0] for it in straddles]
+    code = node.code(source).strip()
+    x = f"({code})"
+    for direction in ("cue", "tail"):
+        if direction == "cue":
+            anchor = _common_suffix([t[:c] for t, c in zip(texts, firsts)])
+            ok = anchor and all(t.find(anchor) + len(anchor) == c for t, c in zip(texts, firsts))
+            k = f"{x}.find({json.dumps(anchor, ensure_ascii=False)}) + {len(anchor)}"
+        else:
+            anchor = _common_prefix([t[c:] for t, c in zip(texts, firsts)])
+            ok = anchor and all(t.rfind(anchor) == c for t, c in zip(texts, firsts))
+            k = f"{x}.rfind({json.dumps(anchor, ensure_ascii=False)})"
+        if ok:
+            replacement = f"{node.open} {x}[:{k}] }}}}{{{{ {x}[{k}:] {node.close}"
+            return node.start, node.end, replacement
+    return None
