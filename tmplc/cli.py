@@ -14,8 +14,10 @@ from pathlib import Path
 
 import click
 
+from . import rules as catalogue
 from .containers import atomic_write, output_path, read_sources
 from .errors import InputError
+from .lint import discover, format_github, format_json, format_text, lint_source, source_of
 
 
 def _print_failure(console, label: str, result, verbose: bool) -> None:
@@ -118,8 +120,6 @@ def lint(paths, training, source_path, fmt, select, ignore) -> None:
 
     Exit 0: no errors (warnings are printed); 1: errors found; 2: usage or unreadable input.
     """
-    from . import rules as catalogue  # the rule catalogue loads only for lint
-    from .lint import discover, format_github, format_json, format_text, lint_source, source_of
 
     split = lambda vals: tuple(v.strip() for val in vals for v in val.split(",") if v.strip())  # noqa: E731
     chosen = catalogue.select(split(select), split(ignore))
@@ -148,9 +148,7 @@ def lint(paths, training, source_path, fmt, select, ignore) -> None:
 @click.argument("code")
 def rule(code) -> None:
     """Print the documentation of a rule (TMPLnnn or its name)."""
-    from .rules import RULES
-
-    for r in RULES:
+    for r in catalogue.RULES:
         if r.code == code.upper() or r.name == code:
             click.echo(f"{r.code} {r.name}\n\n{r.doc()}")
             return

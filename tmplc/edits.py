@@ -16,6 +16,7 @@ Positions are character offsets into the template source.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .syntax import Comment, Node, Output, Raw, Tag, Template, Text
@@ -137,8 +138,6 @@ def is_split_marker(leaf: Node | None, source: str) -> bool:
 def cleanup(text: str) -> str:
     """Remove locating placeholders: drop text-split marks, re-join split outputs that ended
     up with no tag between them, and drop the join notes of those that did."""
-    import re
-
     text = text.replace(SPLIT_MARK, "")
     text = re.sub(r"(?: \+ '')? \}\}\{#tmplc-join:([^#]*)#\}\{\{(?: '' \+)? ", lambda m: m.group(1), text, flags=re.S)
     return re.sub(r"\{#tmplc-join:[^#]*#\}", "", text, flags=re.S)

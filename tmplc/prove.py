@@ -73,13 +73,14 @@ class ProofReport:
         return self.failure is None
 
 
-def check(original: Analysed, training: Analysed, case: Case, report: ProofReport | None = None) -> None:
+def check(original: Analysed, training: Analysed, case: Case, report: ProofReport | None = None,
+          memos: tuple[dict, dict] | None = None) -> None:
     """Check every property on one conversation (:func:`tmplc.verification.check_case`).
 
     Raises:
         ProofFailure: the first property that fails, with the conversation.
     """
-    result = check_case(original.compiled, training.compiled, case)
+    result = check_case(original.compiled, training.compiled, case, memos)
     if result.render_diff is not None:
         raise ProofFailure(Failure(FailureKind.RENDER, result.render_diff.describe(), case))
     if report is not None and result.valid:
@@ -126,6 +127,7 @@ def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int
         A :class:`ProofReport`; a failure holds the shrunk counterexample.
     """
     report = ProofReport(seed=seed)
+    memos: tuple[dict, dict] = ({}, {})  # renderings shared by the examples (identical prefixes recur)
 
     @hseed(seed)
     @settings(
@@ -140,7 +142,7 @@ def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int
     @given(cases(original.features))
     def run(case: Case):
         report.examples += 1
-        check(original, training, case, report)
+        check(original, training, case, report, memos)
 
     try:
         with _reproducible():

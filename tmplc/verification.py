@@ -17,6 +17,7 @@ Offsets are characters of the rendered text.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
@@ -75,18 +76,42 @@ class Renderings:
 
     ``get(k, agp)`` renders ``case.messages[:k]`` once per flag. Oracle callbacks take message
     lists; every list the oracle asks for is a prefix, identified by its length.
+
+    Args:
+        template: a compiled template (or its source).
+        case: the conversation.
+        memo: a dict shared by the Renderings of one template across many conversations (the
+            proof's hypothesis examples share about 40% of their prefixes); keys are the JSON of
+            the prefix's messages, tools, kwargs and flag.
     """
 
-    def __init__(self, template: Any, case: Case):
+    def __init__(self, template: Any, case: Case, memo: dict | None = None):
         self.template = template
         self.case = case
         self._cache: dict[tuple[int, bool], Outcome] = {}
+        self._memo = memo
+        self._keys: list[str] = []
+        self._context = ""
+
+    def _memo_key(self, k: int, agp: bool) -> tuple:
+        if not self._keys:
+            dump = lambda value: json.dumps(value, sort_keys=True, ensure_ascii=False, default=repr)  # noqa: E731
+            self._keys = [dump(m) for m in self.case.messages]
+            self._context = dump([self.case.tools, self.case.kwargs])
+        return (self._context, agp, *self._keys[:k])
 
     def get(self, k: int, agp: bool) -> Outcome:
         key = (k, agp)
         out = self._cache.get(key)
         if out is None:
-            out = outcome(self.template, self.case, self.case.messages[:k], agp)
+            if self._memo is None:
+                out = outcome(self.template, self.case, self.case.messages[:k], agp)
+            else:
+                shared = self._memo_key(k, agp)
+                out = self._memo.get(shared)
+                if out is None:
+                    out = outcome(self.template, self.case, self.case.messages[:k], agp)
+                    self._memo[shared] = out
             self._cache[key] = out
         return out
 
@@ -306,17 +331,19 @@ class CaseCheck:
                 + "\nactual ⟦…⟧:\n" + mark_spans(text, merge_spans(self.rendered.spans)))
 
 
-def check_case(original: Any, training: Any, case: Case) -> CaseCheck:
+def check_case(original: Any, training: Any, case: Case, memos: tuple[dict, dict] | None = None) -> CaseCheck:
     """Check one conversation: unchanged rendering, then masks against the oracle.
 
     Args:
         original: the shipped template, compiled. training: the template with markers, compiled.
         case: the conversation.
+        memos: render memos of the two templates shared across conversations (see :class:`Renderings`).
 
     Returns:
         :class:`CaseCheck`; the first failing property stops the check.
     """
-    return check_renderings(Renderings(original, case), Renderings(training, case))
+    a, b = memos or (None, None)
+    return check_renderings(Renderings(original, case, a), Renderings(training, case, b))
 
 
 def check_renderings(orig: Renderings, train: Renderings, owner: Callable[[str], dict[int, int]] | None = None) -> CaseCheck:
