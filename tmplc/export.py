@@ -339,6 +339,31 @@ def pr_description(name: str, original: str, training: str, result, examples: in
     return "\n".join(lines)
 
 
+def _baseline(checkout: Path, path: Path) -> str | None:
+    """The text ``path`` has upstream: its committed version (``git show HEAD:path``) when the
+    checkout is a git repository, else the file on disk; None when there is none. Comparing with
+    HEAD keeps the PR description the same when the export is run again."""
+    import subprocess
+
+    if (checkout / ".git").exists():
+        rel = path.relative_to(checkout).as_posix()
+        try:
+            proc = subprocess.run(["git", "-C", str(checkout), "show", f"HEAD:{rel}"], capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            proc = None
+        if proc is not None:  # git answered: the file is committed, or it is new upstream
+            if proc.returncode != 0:
+                return None
+            try:
+                return proc.stdout.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+    try:
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def export_trl(checkout: Path, name: str, template: Path, pr_out: Path | None = None, examples: int = 200,
                seed: int = 0) -> tuple[Export, Path, str]:
     """Prove ``template`` and write it in TRL's layout with a PR description.
@@ -367,12 +392,7 @@ def export_trl(checkout: Path, name: str, template: Path, pr_out: Path | None = 
         _refuse_markers(src.text, src.label)
     result = _prove(src.text, f"{name}.jinja", src.label, examples, seed)
     paths = {"original": target / f"{name}.jinja", "training": target / f"{name}_training.jinja"}
-    existing = {}
-    for key, path in paths.items():
-        try:
-            existing[key] = path.read_text(encoding="utf-8") if path.is_file() else None
-        except (OSError, UnicodeDecodeError):
-            existing[key] = None
+    existing = {key: _baseline(checkout, path) for key, path in paths.items()}
     pr = pr_description(name, src.text, result.text, result, examples, seed, existing)
     pr_path = pr_out if pr_out is not None else Path.cwd() / f"{name}_PR.md"
     export = Export(report=result.report)
@@ -421,8 +441,10 @@ def run_export_trl(checkout: Path, name: str, template: Path, pr_out: Path | Non
     except Unproved as exc:
         click.echo(str(exc), err=True)
         return 1
-    click.echo(f"{template}: proved on {export.report.examples} examples (seed {seed}); " + _status(export, name)
-               + f"; PR description: {pr_path}")
+    templates = Export({p: t for p, t in export.files.items() if p != pr_path},
+                       [p for p in export.unchanged if p != pr_path])
+    click.echo(f"{template}: proved on {export.report.examples} examples (seed {seed}); " + _status(templates, name)
+               + f"; PR description: {pr_path}" + (" (unchanged)" if pr_path in export.unchanged else ""))
     return 0
 
 

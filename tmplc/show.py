@@ -100,6 +100,9 @@ def training_template(source: str, label: str, examples: int = 50, seed: int = 0
     Raises:
         InputError: malformed Jinja (exit 2). Unproved: augment found no proved placement (exit 1).
     """
+    from .syntax import parse
+
+    parse(source, label)  # the lossless parser pinpoints the column
     compile_or_error(source, label)
     if has_markers(source):
         return source, "own {% generation %} markers (not re-proved)"
@@ -376,8 +379,7 @@ def to_rich(view: View):
 
 
 def print_terminal(console, views: list[View], label: str, how: str) -> None:
-    """Print the legend, each view's coloured rendering and its per-turn table to ``console``."""
-    from rich.table import Table
+    """Print the legend, each view's coloured rendering and one line per turn to ``console``."""
     from rich.text import Text
 
     console.print(Text.assemble(("tmplc show ", "bold"), label, " — ", how))
@@ -390,12 +392,13 @@ def print_terminal(console, views: list[View], label: str, how: str) -> None:
     for view in views:
         console.rule(view.title)
         console.print(to_rich(view), soft_wrap=True)
-        table = Table("message", "mask [start, end)", "cue", "stop", show_edge=False)
         for t in view.turns:
-            table.add_row(str(t.message), f"[{t.mask[0]}, {t.mask[1]})",
-                          repr(view.text[t.cue[0]:t.cue[1]]) if t.cue else "-",
-                          repr(view.text[t.stop[0]:t.stop[1]]) if t.stop else "-")
-        console.print(table)
+            line = Text(f"message {t.message}: mask [{t.mask[0]}, {t.mask[1]})")
+            if t.cue:
+                line.append("  cue ").append(repr(view.text[t.cue[0]:t.cue[1]]), style=RICH_STYLES["cue"])
+            if t.stop:
+                line.append("  stop ").append(repr(view.text[t.stop[0]:t.stop[1]]), style=RICH_STYLES["stop"])
+            console.print(line, soft_wrap=True)
         console.print(_agreement(view), highlight=False, markup=False)
 
 
