@@ -79,6 +79,18 @@ def test_export_hub_loaded_by_transformers(tmp_path, monkeypatch):
     assert code == 0 and "up to date" in out, (out, err)
     assert snapshot(folder) == after and training_path.stat().st_mtime_ns == mtime
 
+    # show and export trl take the model folder too
+    code, out, err = run("show", folder, "--examples", EXAMPLES)
+    assert code == 0 and "chat_template.jinja — augmented by tmplc" in out and "oracle: the mask equals" in out, err
+    code, out, err = run("show", training_path)
+    assert code == 0 and "own {% generation %} markers" in out, err
+    root = trl_checkout(tmp_path)
+    code, out, err = run("export", "trl", root, "--name", "qwen3_vl", "--template", folder, "--examples", EXAMPLES,
+                         "--pr-out", tmp_path / "pr.md")
+    assert code == 0, err
+    assert (root / "trl" / "chat_templates" / "qwen3_vl_training.jinja").read_bytes() == training_path.read_bytes().replace(
+        b"training template of chat_template.jinja", b"training template of qwen3_vl.jinja")
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     transformers = pytest.importorskip("transformers")

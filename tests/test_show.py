@@ -89,6 +89,7 @@ def test_hand_written_mask_shown_as_it_is():
     "setup, expect_code, expect",
     [
         ("missing-template", 2, "no such file"),
+        ("folder-without-template", 2, ":0:0: no chat template"),
         ("malformed-template", 2, ":1:24: unterminated tag"),
         ("unprovable-template", 1, "cannot prove: [stop-token-in-next-message]"),
         ("missing-conversation", 2, "no such file"),
@@ -104,6 +105,9 @@ def test_bad_input_one_line_nothing_written(tmp_path, setup, expect_code, expect
     args = ["show", tpl, "--examples", EXAMPLES, "--html", tmp_path / "out.html"]
     if setup == "missing-template":
         args[1] = tmp_path / "nope.jinja"
+    elif setup == "folder-without-template":
+        (tmp_path / "model").mkdir()
+        args[1] = tmp_path / "model"
     elif setup == "malformed-template":
         tpl.write_text("{% for m in messages %}{{ m.content")
     elif setup == "unprovable-template":

@@ -513,11 +513,20 @@ def show(source: str, label: str, conversations: list[Case] | None = None, examp
 
 def read_template(path: Path) -> Source:
     """The one template in ``path``: a ``.jinja`` file, a ``chat_template.jinja``, a
-    ``tokenizer_config.json`` (string ``chat_template``, or the list entry named ``default``).
+    ``tokenizer_config.json`` (string ``chat_template``, or the list entry named ``default``), or
+    a model folder holding one of the last two (``chat_template.jinja`` first, as transformers).
 
     Raises:
-        InputError: unreadable file, or a list of templates without a ``default`` entry.
+        InputError: unreadable file, a folder without a template, or a list of templates without
+        a ``default`` entry.
     """
+    if path.is_dir():
+        for candidate in ("chat_template.jinja", "tokenizer_config.json"):
+            if (path / candidate).is_file():
+                path = path / candidate
+                break
+        else:
+            raise InputError("no chat template: neither chat_template.jinja nor tokenizer_config.json", str(path), 0, 0)
     sources = read_sources(path)
     if len(sources) == 1:
         return sources[0]
