@@ -137,6 +137,7 @@ def test_export_hub_config_only_default_is_kept(tmp_path, monkeypatch):
         ("unprovable", 1, "chat_template.jinja:0:0: cannot prove: [stop-token-in-next-message]"),
         ("malformed", 2, "chat_template.jinja:1:24: unterminated tag"),
         ("markers-in-default", 2, "chat_template.jinja:62:9: the default template already has {% generation %}"),
+        ("training-path-is-a-directory", 2, "training.jinja:0:0: is a directory"),
     ],
 )
 def test_export_hub_bad_input(tmp_path, setup, expect_code, expect):
@@ -157,6 +158,9 @@ def test_export_hub_bad_input(tmp_path, setup, expect_code, expect):
         (folder / "chat_template.jinja").write_text("{% for m in messages %}{{ m.content")
     elif setup == "markers-in-default":
         shutil.copy(REPO / "templates" / "qwen3_vl_training.jinja", folder / "chat_template.jinja")
+    elif setup == "training-path-is-a-directory":
+        shutil.copy(QWEN3_VL, folder / "chat_template.jinja")
+        (folder / "additional_chat_templates" / "training.jinja").mkdir(parents=True)
     before = snapshot(folder) if folder.is_dir() else None
     code, out, err = run("export", "hub", folder, "--examples", EXAMPLES)
     assert code == expect_code, (out, err)
@@ -240,6 +244,7 @@ def test_export_trl_compares_with_existing(tmp_path):
         ("unprovable", 1, "t.jinja:0:0: cannot prove: [stop-token-in-next-message]"),
         ("malformed", 2, "t.jinja:1:24: unterminated tag"),
         ("training-template", 2, "already has {% generation %} markers"),
+        ("pr-out-is-a-directory", 2, "is a directory (expected a file to write)"),
     ],
 )
 def test_export_trl_bad_input(tmp_path, monkeypatch, setup, expect_code, expect):
@@ -262,8 +267,12 @@ def test_export_trl_bad_input(tmp_path, monkeypatch, setup, expect_code, expect)
         tpl.write_text("{% for m in messages %}{{ m.content")
     elif setup == "training-template":
         shutil.copy(REPO / "templates" / "qwen3_vl_training.jinja", tpl)
+    extra = []
+    if setup == "pr-out-is-a-directory":
+        (tmp_path / "prdir").mkdir()
+        extra = ["--pr-out", tmp_path / "prdir"]
     before = snapshot(tmp_path)
-    code, out, err = run("export", "trl", root, "--name", name, "--template", tpl, "--examples", EXAMPLES)
+    code, out, err = run("export", "trl", root, "--name", name, "--template", tpl, "--examples", EXAMPLES, *extra)
     assert code == expect_code, (out, err)
     assert expect in err and err.count("\n") == 1 and out == "", (out, err)
     assert snapshot(tmp_path) == before  # no template, no PR description

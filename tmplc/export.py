@@ -85,7 +85,20 @@ def _same(path: Path, text: str) -> bool:
         return False
 
 
+def _check_writable(paths) -> None:
+    """Refuse before writing anything: a target that is a directory, or under a file."""
+    for path in paths:
+        if path.is_dir():
+            raise InputError("is a directory (expected a file to write)", str(path), 0, 0)
+        for parent in path.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise InputError(f"cannot write: {parent} is not a directory", str(path), 0, 0)
+                break
+
+
 def _commit(export: Export) -> Export:
+    _check_writable(export.files)
     for path, text in export.files.items():
         if _same(path, text):
             export.unchanged.append(path)
@@ -159,7 +172,10 @@ def export_hub(model_dir: Path, examples: int = 200, seed: int = 0) -> Export:
     if copies:
         export.notes.append(f"the default template lives in {CONFIG_FILE} only: copied unchanged to "
                             f"{DEFAULT_FILE}, which transformers reads once {TEMPLATE_DIR}/ exists")
-    export.files[model_dir / TEMPLATE_DIR / f"{TRAINING_NAME}.jinja"] = result.text
+    target = model_dir / TEMPLATE_DIR / f"{TRAINING_NAME}.jinja"
+    if target.is_file() and not _same(target, result.text):
+        export.notes.append(f"replaced {target}, which differed from the proved template")
+    export.files[target] = result.text
     return _commit(export)
 
 
@@ -422,6 +438,9 @@ def run_export_hub(model_dir: Path, examples: int, seed: int) -> int:
     except Unproved as exc:
         click.echo(str(exc), err=True)
         return 1
+    except OSError as exc:
+        click.echo(f"{exc.filename or model_dir}:0:0: cannot write: {exc.strerror or exc}", err=True)
+        return 2
     for note in export.notes:
         click.echo(f"note: {note}")
     click.echo(f"{model_dir}: proved on {export.report.examples} examples (seed {seed}); " + _status(export, "training template")
@@ -441,6 +460,9 @@ def run_export_trl(checkout: Path, name: str, template: Path, pr_out: Path | Non
     except Unproved as exc:
         click.echo(str(exc), err=True)
         return 1
+    except OSError as exc:
+        click.echo(f"{exc.filename or checkout}:0:0: cannot write: {exc.strerror or exc}", err=True)
+        return 2
     templates = Export({p: t for p, t in export.files.items() if p != pr_path},
                        [p for p in export.unchanged if p != pr_path])
     click.echo(f"{template}: proved on {export.report.examples} examples (seed {seed}); " + _status(templates, name)
