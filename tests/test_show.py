@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import tempfile
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -52,6 +51,20 @@ def test_view_kinds_on_qwen3_vl():
     # the segments tile the text in order
     assert "".join(view.text[a:b] for a, b, _ in view.segments) == view.text
     assert [t.message for t in view.turns] == [2, 4, 6]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "templates").glob("*_training.jinja")), ids=lambda p: p.stem)
+def test_sample_mask_on_every_bundled_training_template(path):
+    """The sample conversation on every golden training template: the shown mask is the oracle's,
+    every turn ends with a stop after its last field, and cue/stop are unmasked/masked."""
+    (view,) = show(path.read_text(encoding="utf-8"), str(path)).views
+    assert view.oracle_agrees is True, view.oracle_detail
+    assert len(view.turns) >= 2 and all(t.stop for t in view.turns)
+    masked = {c for a, b in view.spans for c in range(a, b)}
+    for t in view.turns:
+        assert set(range(*t.stop)) <= masked
+        if t.cue:
+            assert not set(range(*t.cue)) & masked and t.cue[1] == t.mask[0]
 
 
 def test_training_template_with_user_conversations(tmp_path):

@@ -18,7 +18,6 @@ Nothing is written unless the proof passed; writes are atomic.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
