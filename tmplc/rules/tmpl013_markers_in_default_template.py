@@ -30,8 +30,10 @@ class MarkersInDefaultTemplate(Rule):
 
     Why it matters:
         ``generation`` is a transformers extension, not Jinja. Engines built on minijinja (TGI,
-        mistral.rs) refuse the whole template ("unknown statement generation"), so a model whose
-        default template carries training markers cannot be served there.
+        mistral.rs) refuse the whole template, so a model whose default template carries
+        training markers cannot be served there. Measured with minijinja 3.0.5 on
+        ``qwen3_vl_training.jinja``: ``syntax error: unknown statement generation (in
+        training:62)``, while the original loads and renders like transformers.
 
     Example:
         A training template copied over ``chat_template.jinja``.
