@@ -2,15 +2,18 @@
 
     python bench/augment.py [--examples 200] [--rounds 3] [NAME...]
 
-For each original in templates/ (NAME.jinja with a NAME_training.jinja beside it):
+For each original in templates/ (NAME.jinja with a NAME_training.jinja beside it), three
+timings in the same process, rounds alternating, minimum per family:
 
-* floor: the conversations the proof draws (same strategy, seed and example count), each prefix
-  rendered with and without the generation prompt through the compiled template (jinja2 only:
-  no oracle, no comparison, no hypothesis);
-* augment: ``tmplc.augment(source, examples=N)`` in the same process (analysis, locate, rewrite,
-  proof), i.e. what ``tmplc augment --check`` does.
+* render floor: the conversations the proof draws (same strategy, seed and example count), each
+  prefix rendered with and without the generation prompt through the compiled template, once
+  (no oracle, no comparison; drawing excluded);
+* proof floor: the same, with the conversations drawn by hypothesis inside the loop, as any proof
+  over that many examples must (``@given`` with the proof's settings, rendering in the body);
+* augment: ``tmplc.augment(source, examples=N)`` (analysis, locate, rewrite, proof), i.e. what
+  ``tmplc augment --check`` does.
 
-Rounds alternate floor and augment; the minimum per family is reported, then the median ratio.
+Prints both ratios per family and their medians.
 """
 
 from __future__ import annotations
@@ -45,16 +48,35 @@ def drawn(source: str, examples: int, seed: int = 0) -> list:
     return out
 
 
+def render_all(compiled, case) -> None:
+    for k in range(1, len(case.messages) + 1):
+        for agp in (False, True):
+            try:
+                case.render(compiled, case.messages[:k], agp)
+            except Exception:  # noqa: BLE001 - a raising template costs its render too
+                pass
+
+
 def floor(source: str, conversations: list) -> float:
     compiled = Analysed(source).compiled
     t0 = time.perf_counter()
     for case in conversations:
-        for k in range(1, len(case.messages) + 1):
-            for agp in (False, True):
-                try:
-                    case.render(compiled, case.messages[:k], agp)
-                except Exception:  # noqa: BLE001 - a raising template costs its render too
-                    pass
+        render_all(compiled, case)
+    return time.perf_counter() - t0
+
+
+def proof_floor(source: str, examples: int, seed: int = 0) -> float:
+    a = Analysed(source)
+    compiled, strategy = a.compiled, cases(a.features)
+
+    @hseed(seed)
+    @settings(max_examples=examples, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def run(case):
+        render_all(compiled, case)
+
+    t0 = time.perf_counter()
+    run()
     return time.perf_counter() - t0
 
 
@@ -67,22 +89,25 @@ def main(argv=None) -> int:
     paths = sorted(p for p in (REPO / "templates").glob("*.jinja") if not p.stem.endswith("_training"))
     if args.names:
         paths = [p for p in paths if p.stem in args.names]
-    ratios = []
-    print(f"{'family':22s} {'floor s':>8s} {'augment s':>10s} {'ratio':>6s}")
+    ratios, proof_ratios = [], []
+    print(f"{'family':20s} {'render s':>9s} {'proof s':>8s} {'augment s':>10s} {'/render':>8s} {'/proof':>7s}")
     for path in paths:
         source = path.read_text(encoding="utf-8")
         conversations = drawn(source, args.examples)
-        f_times, a_times = [], []
+        f_times, p_times, a_times = [], [], []
         for _ in range(args.rounds):
             f_times.append(floor(source, conversations))
+            p_times.append(proof_floor(source, args.examples))
             t0 = time.perf_counter()
             result = augment(source, path.name, examples=args.examples)
             a_times.append(time.perf_counter() - t0)
             assert result.ok, (path.name, result.status)
-        f, a = min(f_times), min(a_times)
+        f, pf, a = min(f_times), min(p_times), min(a_times)
         ratios.append(a / f)
-        print(f"{path.stem:22s} {f:8.3f} {a:10.3f} {a / f:6.2f}", flush=True)
-    print(f"median ratio augment/floor over {len(ratios)} families: {statistics.median(ratios):.2f}")
+        proof_ratios.append(a / pf)
+        print(f"{path.stem:20s} {f:9.3f} {pf:8.3f} {a:10.3f} {a / f:8.2f} {a / pf:7.2f}", flush=True)
+    print(f"median over {len(ratios)} families: augment/render floor {statistics.median(ratios):.2f}, "
+          f"augment/proof floor {statistics.median(proof_ratios):.2f}")
     return 0
 
 

@@ -13,7 +13,7 @@ CASES = [(rule, k, ex) for rule in RULES for k, ex in enumerate(rule.examples)]
 
 @pytest.mark.parametrize("rule, k, example", CASES, ids=[f"{r.code}-{k}-{'bad' if e.bad else 'good'}" for r, k, e in CASES])
 def test_rule_example(rule, k, example):
-    diags = lint_source(example.source, "example.jinja", [rule], training=example.training,
+    diags = lint_source(example.source, example.path, [rule], training=example.training,
                         original=example.original, original_label="original.jinja")
     mine = [d for d in diags if d.code == rule.code]
     if example.bad:

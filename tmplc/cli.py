@@ -157,6 +157,51 @@ def rule(code) -> None:
 
 
 @main.command()
+@click.argument("template", type=click.Path(path_type=Path))
+@click.option("--conversation", type=click.Path(path_type=Path),
+              help="A .json conversation ({messages, tools, kwargs...}) or .jsonl (one per line).")
+@click.option("--html", "html_out", type=click.Path(path_type=Path), help="Also write a self-contained HTML page.")
+@click.option("--examples", default=50, show_default=True, help="Proof examples when TEMPLATE is an original.")
+@click.option("--seed", default=0, show_default=True)
+def show(template, conversation, html_out, examples, seed) -> None:
+    """Render a conversation and show the assistant mask (masked text, prompt cue, stop token)."""
+    from .show import run_show  # imports the compiler (hypothesis): off the lint path
+
+    sys.exit(run_show(template, conversation, html_out, examples, seed))
+
+
+@main.group()
+def export() -> None:
+    """Put a proved training template upstream: a model folder (hub) or a TRL checkout (trl)."""
+
+
+@export.command("hub")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--examples", default=200, show_default=True, help="Hypothesis examples in the proof.")
+@click.option("--seed", default=0, show_default=True)
+def export_hub(model_dir, examples, seed) -> None:
+    """Write MODEL_DIR/additional_chat_templates/training.jinja; the default template is untouched."""
+    from .export import run_export_hub  # imports the compiler (hypothesis)
+
+    sys.exit(run_export_hub(model_dir, examples, seed))
+
+
+@export.command("trl")
+@click.argument("checkout", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="TRL template name: writes NAME.jinja and NAME_training.jinja.")
+@click.option("--template", "template", required=True, type=click.Path(path_type=Path),
+              help="The original template (.jinja, chat_template.jinja or tokenizer_config.json).")
+@click.option("--pr-out", type=click.Path(path_type=Path), help="PR description (default: ./NAME_PR.md).")
+@click.option("--examples", default=200, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def export_trl(checkout, name, template, pr_out, examples, seed) -> None:
+    """Write trl/chat_templates/NAME.jinja + NAME_training.jinja and a PR description."""
+    from .export import run_export_trl  # imports the compiler (hypothesis)
+
+    sys.exit(run_export_trl(checkout, name, template, pr_out, examples, seed))
+
+
+@main.command()
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.option("--examples", default=40, show_default=True)
 @click.option("--seed", default=0, show_default=True)

@@ -87,11 +87,11 @@ class _Clock:
         self.timings[self._stage] = self.timings.get(self._stage, 0.0) + time.perf_counter() - self._t0
 
 
-def augment(source: str, name: str = "<string>", examples: int = 200, seed: int = 0) -> AugmentResult:
+def augment(source: str | Analysed, name: str = "<string>", examples: int = 200, seed: int = 0) -> AugmentResult:
     """Compile a chat template into its training variant and prove it.
 
     Args:
-        source: the original template text.
+        source: the original template text (or an :class:`Analysed` one, not analysed again).
         name: shown in the written header and in error positions (usually the source file name).
         examples: hypothesis examples for the proof.
         seed: hypothesis seed; the same seed gives the same result.
@@ -105,7 +105,7 @@ def augment(source: str, name: str = "<string>", examples: int = 200, seed: int 
     """
     clock = _Clock()
     with clock("parse"):
-        original = analyse(source, name)
+        original = analyse(source, name) if isinstance(source, str) else source
     try:
         return _augment(original, name, examples, seed, clock)
     except Exception as exc:  # noqa: BLE001 - fail closed: an internal error is an outcome

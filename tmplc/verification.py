@@ -279,9 +279,9 @@ def mark_spans(text: str, spans: list[Span], open_: str = "âŸ¦", close: str = "â
 
 
 def merge_spans(spans: tuple[Span, ...] | list[Span]) -> list[Span]:
-    """Union of spans as sorted disjoint spans (touching spans are merged)."""
+    """Union of spans as sorted disjoint spans (touching spans are merged, empty ones dropped)."""
     out: list[list[int]] = []
-    for a, b in sorted(spans):
+    for a, b in sorted(s for s in spans if s[1] > s[0]):
         if out and a <= out[-1][1]:
             out[-1][1] = max(out[-1][1], b)
         else:

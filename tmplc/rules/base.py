@@ -49,14 +49,16 @@ class Example:
     line: int | None = None
     training: bool = False
     original: str | None = None  # for rules comparing with a source template
+    path: str = "example.jinja"  # the lint label, for rules that depend on where the template lives
 
 
-def Bad(source: str, line: int | None = None, training: bool = False, original: str | None = None) -> Example:  # noqa: N802
-    return Example(source, True, line, training, original)
+def Bad(source: str, line: int | None = None, training: bool = False, original: str | None = None,  # noqa: N802
+        path: str = "example.jinja") -> Example:
+    return Example(source, True, line, training, original, path)
 
 
-def Good(source: str, training: bool = False, original: str | None = None) -> Example:  # noqa: N802
-    return Example(source, False, None, training, original)
+def Good(source: str, training: bool = False, original: str | None = None, path: str = "example.jinja") -> Example:  # noqa: N802
+    return Example(source, False, None, training, original, path)
 
 
 @dataclass
