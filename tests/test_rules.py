@@ -71,3 +71,16 @@ def test_rule_command_prints_docs():
     out = CliRunner().invoke(main, ["rule", "mask-covers-prompt"])
     assert out.exit_code == 0 and out.output.startswith("TMPL004 mask-covers-prompt") and "Fix safety:" in out.output
     assert CliRunner().invoke(main, ["rule", "TMPL999"]).exit_code == 2
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.code)
+def test_documented_examples_are_the_tested_ones(rule):
+    """The Example / Use instead sections show the first bad / good example, verbatim."""
+    doc = rule.doc()
+    example = doc[doc.index("\nExample:"):doc.index("\nUse instead:")]
+    use_instead = doc[doc.index("\nUse instead:"):doc.index("\nFix safety:")]
+    bad = next(e for e in rule.examples if e.bad)
+    good = next(e for e in rule.examples if not e.bad)
+    for section, ex in ((example, bad), (use_instead, good)):
+        code = section.split("```jinja\n", 1)[1].split("\n    ```", 1)[0]
+        assert [line.removeprefix("    ") for line in code.splitlines()] == ex.source.splitlines()

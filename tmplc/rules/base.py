@@ -148,7 +148,42 @@ class Rule:
 
     @classmethod
     def doc(cls) -> str:
-        return inspect.cleandoc(cls.__doc__ or "")
+        """The rule's documentation: its docstring, with the *Example* and *Use instead* sections
+        generated from its first bad and first good example (any prose the docstring has there
+        follows the code), so the documented examples are the tested ones."""
+        summary, sections = _sections(inspect.cleandoc(cls.__doc__ or ""))
+        for name, bad in (("Example", True), ("Use instead", False)):
+            example = next((e for e in cls.examples if e.bad is bad), None)
+            if example is not None:
+                code = _code_block(example)
+                sections[name] = code + (["", *sections[name]] if sections.get(name) else [])
+        out = [summary]
+        for name in SECTIONS:
+            out += ["", f"{name}:", *(f"    {line}" if line else "" for line in sections.get(name, []))]
+        return "\n".join(out)
+
+
+def _sections(doc: str) -> tuple[str, dict[str, list[str]]]:
+    """Split a rule docstring into its summary and its sections (bodies dedented by 4)."""
+    summary, sections, current = [], {}, None
+    for line in doc.splitlines():
+        if line.rstrip(":") in SECTIONS and line.endswith(":"):
+            current = line.rstrip(":")
+            sections[current] = []
+        elif current is None:
+            summary.append(line)
+        else:
+            sections[current].append(line[4:] if line.startswith("    ") else line.strip())
+    for body in sections.values():
+        while body and not body[-1]:
+            body.pop()
+    return "\n".join(summary).strip(), sections
+
+
+def _code_block(example: Example) -> list[str]:
+    where = "" if example.path == "example.jinja" else f" (as ``{example.path}``)"
+    kind = "training template" if example.training else "template"
+    return [f"A {kind}{where}:", "", "```jinja", *example.source.splitlines(), "```"]
 
 
 def is_training_path(path: str) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import RULES
-from .base import SECTIONS
+from .base import SECTIONS, _sections
 
 
 def markdown() -> str:
@@ -12,20 +12,10 @@ def markdown() -> str:
     for r in RULES:
         out.append(f"| {r.code} | `{r.name}` | {r.severity} | {'yes' if r.default else 'no (`--select`)'} |")
     for r in RULES:
-        doc = r.doc()
-        summary, _, body = doc.partition("\n")
-        out += ["", f"## {r.code} `{r.name}`", "", summary.strip(), ""]
-        current = None
-        for line in body.splitlines():
-            stripped = line.strip()
-            if stripped.rstrip(":") in SECTIONS and stripped.endswith(":"):
-                current = stripped.rstrip(":")
-                out += [f"**{current}.**", ""]
-            elif stripped:
-                out.append(stripped)
-            elif current:
-                out.append("")
-        out.append("")
+        summary, sections = _sections(r.doc())
+        out += ["", f"## {r.code} `{r.name}`", "", summary, ""]
+        for name in SECTIONS:
+            out += [f"**{name}.**", "", *sections.get(name, []), ""]
     return "\n".join(line.rstrip() for line in out).rstrip() + "\n"
 
 

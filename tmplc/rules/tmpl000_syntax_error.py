@@ -12,12 +12,6 @@ class SyntaxError_(Rule):
         transformers raises on the first ``apply_chat_template`` call; a template that only breaks
         on some paths fails mid-training.
 
-    Example:
-        ``{% for m in messages %}{{ m.content }}``
-
-    Use instead:
-        ``{% for m in messages %}{{ m.content }}{% endfor %}``
-
     Fix safety:
         No automatic fix.
     """

@@ -18,9 +18,6 @@ class MissingMarkers(Rule):
         ``return_assistant_tokens_mask=True`` then gives an all-zero mask; transformers only logs
         a warning and TRL's assistant-only loss trains on nothing (or raises).
 
-    Example:
-        ``{% for m in messages %}{{ m.content }}{% endfor %}`` saved as ``chat_training.jinja``.
-
     Use instead:
         Regenerate it: ``tmplc augment chat.jinja``.
 

@@ -13,12 +13,6 @@ class UnbalancedMarkers(Rule):
         An unclosed tag fails to compile; a nested block records the inner span twice and the
         outer span once, which is redundant at best and hides a misplaced tag.
 
-    Example:
-        ``{% generation %}{{ m.content }}{% generation %}<|end|>{% endgeneration %}{% endgeneration %}``
-
-    Use instead:
-        ``{% generation %}{{ m.content }}<|end|>{% endgeneration %}``
-
     Fix safety:
         No automatic fix.
     """

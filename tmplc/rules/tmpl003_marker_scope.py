@@ -15,9 +15,6 @@ class MarkerScope(Rule):
         inside a macro or a captured ``{% set %}`` block the recorded span points at the wrong
         characters (usually the start of the output), so the mask covers the wrong tokens.
 
-    Example:
-        ``{% macro turn(m) %}{% generation %}{{ m.content }}{% endgeneration %}{% endmacro %}``
-
     Use instead:
         Wrap the call site: ``{% generation %}{{ turn(m) }}{% endgeneration %}``.
 

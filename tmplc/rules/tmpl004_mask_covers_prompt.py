@@ -21,12 +21,6 @@ class MaskCoversPromptCue(MaskRule):
         The model is trained to emit its own role cue (``<|im_start|>assistant\\n``), which it
         never samples at inference: scaffolding tokens inflate the loss signal and shift masks.
 
-    Example:
-        ``{% generation %}{{ '<|assistant|>\\n' + m.content + '<|end|>\\n' }}{% endgeneration %}``
-
-    Use instead:
-        ``{{ '<|assistant|>\\n' }}{% generation %}{{ m.content + '<|end|>\\n' }}{% endgeneration %}``
-
     Fix safety:
         No automatic fix in lint; ``tmplc augment`` splits the expression and proves the result.
     """

@@ -13,12 +13,6 @@ class MaskMissesStopToken(MaskRule):
     Why it matters:
         The model never learns to stop: training runs fine, generations run on at inference.
 
-    Example:
-        ``{% generation %}{{ m.content }}{% endgeneration %}{{ '<|end|>\\n' }}``
-
-    Use instead:
-        ``{% generation %}{{ m.content + '<|end|>\\n' }}{% endgeneration %}``
-
     Fix safety:
         No automatic fix in lint; ``tmplc augment`` places the markers and proves them.
     """

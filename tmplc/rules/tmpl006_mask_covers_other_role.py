@@ -12,9 +12,6 @@ class MaskCoversOtherRole(MaskRule):
     Why it matters:
         The model is trained to produce user or tool text: it learns to simulate the user.
 
-    Example:
-        ``{% generation %}{{ '<|' + m.role + '|>\\n' + m.content }}{% endgeneration %}`` for every role.
-
     Use instead:
         Mark only the assistant branch.
 

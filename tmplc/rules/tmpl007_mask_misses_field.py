@@ -12,9 +12,6 @@ class MaskMissesField(MaskRule):
     Why it matters:
         The model is not trained on its reasoning or tool calls, so it does not learn to emit them.
 
-    Example:
-        ``{{ '<think>' + m.reasoning_content + '</think>' }}{% generation %}{{ m.content }}…``
-
     Use instead:
         Start the generation block before the reasoning.
 

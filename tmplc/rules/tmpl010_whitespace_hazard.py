@@ -17,13 +17,6 @@ class WhitespaceHazard(Rule):
         rendered text: ``…<|end|>{% endgeneration %}\\n`` loses the ``\\n`` the original had, so
         training text differs from inference text.
 
-    Example:
-        ``{{ m.content + '<|end|>' }}{% endgeneration %}\\n{% endfor %}``
-
-    Use instead:
-        ``{{ m.content + '<|end|>' }}{% endgeneration +%}\\n{% endfor %}``, or move the newline
-        inside the block.
-
     Fix safety:
         No automatic fix in lint; ``tmplc augment`` chooses whitespace control for every tag.
     """
