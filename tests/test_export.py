@@ -225,7 +225,7 @@ def test_export_trl_compares_with_existing(tmp_path):
     assert code == 0, err
     pr = pr_out.read_text(encoding="utf-8")
     assert "`qwen2_5.jinja`: unchanged (byte-identical)." in pr
-    assert "rendering differs in 0 of" in pr
+    assert "rendering differs on 0;" in pr
     assert "the new one on 0." in pr
     import re
 

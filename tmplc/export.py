@@ -248,6 +248,36 @@ def _fence(text: str) -> str:
     return f"{ticks}text\n{text}\n{ticks}"
 
 
+def _comparison(name: str, original: str, training: str, existing: dict[str, str | None]) -> list[str]:
+    """PR description lines: how the new files differ from TRL's existing ``NAME`` templates."""
+    lines = []
+    old_orig, old_train = existing.get("original"), existing.get("training")
+    if old_orig is None:
+        lines.append(f"- `{name}.jinja`: new file.")
+    elif old_orig == original:
+        lines.append(f"- `{name}.jinja`: unchanged (byte-identical).")
+    else:
+        c = compare(original, original, old_orig, with_masks=False)
+        lines.append(f"- `{name}.jinja`: **changed** — renders differently on {c.render_diffs} of "
+                     f"{c.probes} probe conversations" + (f"; {c.first_render_diff}" if c.first_render_diff else
+                                                         " (text differs, rendering identical)") + ".")
+    if old_train is None:
+        lines.append(f"- `{name}_training.jinja`: new file.")
+    elif old_train == training:
+        lines.append(f"- `{name}_training.jinja`: unchanged (byte-identical).")
+    else:
+        c = compare(original, training, old_train, with_masks=True)
+        lines.append(f"- `{name}_training.jinja`: replaced. On {c.probes} probe conversations (every prefix, "
+                     f"with and without the generation prompt): rendering differs on {c.render_diffs}"
+                     + (f" ({c.first_render_diff})" if c.first_render_diff else "")
+                     + f"; masks differ on {c.mask_diffs} conversations rendered identically; "
+                     f"the existing template disagrees with the oracle (or the original's rendering) on "
+                     f"{c.oracle_errors_old} conversations, the new one on {c.oracle_errors_new}.")
+        if c.first_mask_diff:
+            lines += ["", "First mask difference:", "", _fence(c.first_mask_diff)]
+    return lines
+
+
 def pr_description(name: str, original: str, training: str, result, examples: int, seed: int,
                    existing: dict[str, str | None]) -> str:
     """The Markdown pull-request description: proof report, the sample conversation's mask
@@ -287,31 +317,7 @@ def pr_description(name: str, original: str, training: str, result, examples: in
         stop = repr(view.text[t.stop[0]:t.stop[1]]) if t.stop else "-"
         cell = lambda s: s.replace("|", "\\|")  # noqa: E731 - a pipe ends a GFM table cell, even in code
         lines.append(f"| {t.message} | [{t.mask[0]}, {t.mask[1]}) | `{cell(cue)}` | `{cell(stop)}` |")
-    lines += ["", "## Compared with the existing TRL templates", ""]
-    old_orig, old_train = existing.get("original"), existing.get("training")
-    if old_orig is None:
-        lines.append(f"- `{name}.jinja`: new file.")
-    elif old_orig == original:
-        lines.append(f"- `{name}.jinja`: unchanged (byte-identical).")
-    else:
-        c = compare(original, original, old_orig, with_masks=False)
-        lines.append(f"- `{name}.jinja`: **changed** — renders differently on {c.render_diffs} of "
-                     f"{2 * c.probes} probe renderings" + (f"; {c.first_render_diff}" if c.first_render_diff else
-                                                           " (text differs, rendering identical)") + ".")
-    if old_train is None:
-        lines.append(f"- `{name}_training.jinja`: new file.")
-    elif old_train == training:
-        lines.append(f"- `{name}_training.jinja`: unchanged (byte-identical).")
-    else:
-        c = compare(original, training, old_train, with_masks=True)
-        lines.append(f"- `{name}_training.jinja`: replaced. On {c.probes} probe conversations (each with and "
-                     f"without the generation prompt): rendering differs in {c.render_diffs} of {2 * c.probes}"
-                     + (f" ({c.first_render_diff})" if c.first_render_diff else "")
-                     + f"; masks differ on {c.mask_diffs} conversations rendered identically; "
-                     f"the existing template disagrees with the oracle (or the original's rendering) on "
-                     f"{c.oracle_errors_old} conversations, the new one on {c.oracle_errors_new}.")
-        if c.first_mask_diff:
-            lines += ["", "First mask difference:", "", _fence(c.first_mask_diff)]
+    lines += ["", "## Compared with the existing TRL templates", "", *_comparison(name, original, training, existing)]
     lines += [
         "",
         "## Checklist",

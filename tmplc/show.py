@@ -40,7 +40,7 @@ from .errors import InputError, TmplcError
 from .oracle import cut_lcp
 from .probes import detect_features
 from .render import REASONING_FIELDS, compile_template
-from .verification import Renderings, check_renderings, mark_spans, merge_spans
+from .verification import Raised, Rendered, Renderings, check_renderings, mark_spans, merge_spans
 
 Span = tuple[int, int]
 KINDS = ("prompt", "cue", "masked", "stop")
@@ -277,11 +277,12 @@ def mask_view(training: str, case: Case, title: str = "") -> View:
         InputError: the template raises on the conversation (message = the template's error).
     """
     compiled = compile_template(training)
-    try:
-        text, spans = case.render(compiled)
-    except Exception as exc:  # noqa: BLE001 - the template refuses the conversation
-        raise InputError(f"the template raises on this conversation: {type(exc).__name__}: {exc}".split("\n")[0],
-                         title or "<conversation>", 0, 0) from None
+    rendered = Renderings(compiled, case)
+    full = rendered.full()
+    if isinstance(full, Raised):  # the template refuses the conversation
+        raise InputError(f"the template raises on this conversation: {full}".split("\n")[0],
+                         title or "<conversation>", 0, 0)
+    text, spans = full.text, list(full.spans)
     masked = merge_spans(spans)
     # Turn boundaries and field ends from the oracle on the shadow conversation.
     oracle_turns: dict[int, Span] = {}
@@ -304,17 +305,22 @@ def mask_view(training: str, case: Case, title: str = "") -> View:
                           f"({'generated but not masked' if d.missing else 'masked but not generated'})")
             elif check.problem is not None:
                 detail = check.problem.message
+    turns = _turns(rendered, text, masked, oracle_turns, field_end)
+    segments = _segments(len(text), masked, turns)
+    return View(title, text, list(spans), turns, segments, agrees, detail)
+
+
+def _turns(rendered: Renderings, text: str, masked: list[Span], oracle_turns: dict[int, Span],
+           field_end: dict[int, int]) -> list[Turn]:
+    """Each assistant turn's masked span, with its cue (the generation prompt before it) and its
+    stop (masked text after its last field); characters of ``text``."""
     turns: list[Turn] = []
-    for i, m in enumerate(case.messages):
+    for i, m in enumerate(rendered.case.messages):
         if m.get("role") != "assistant" or i == 0:
             continue
         # Generation prompt G_i, as the oracle defines it.
-        try:
-            p = case.render(compiled, case.messages[:i], True)[0]
-            b = case.render(compiled, case.messages[:i], False)[0]
-        except Exception:  # noqa: BLE001
-            p = b = ""
-        gp = p[cut_lcp(b, p):]
+        p, b = (rendered.get(i, agp) for agp in (True, False))
+        gp = p.text[cut_lcp(b.text, p.text):] if isinstance(p, Rendered) and isinstance(b, Rendered) else ""
         if i in oracle_turns:
             lo, hi = oracle_turns[i]
             mine = [(a, e) for a, e in masked if a < max(hi, lo + 1) and e > lo] or []
@@ -325,12 +331,15 @@ def mask_view(training: str, case: Case, title: str = "") -> View:
             continue
         span = (mine[0][0], mine[-1][1])
         cue = _cue_before(text, span[0], gp) if gp else None
-        stop = None
         fe = field_end.get(i)
-        if fe is not None and span[0] <= fe < span[1]:
-            stop = (fe, span[1])
+        stop = (fe, span[1]) if fe is not None and span[0] <= fe < span[1] else None
         turns.append(Turn(i, span, cue, stop))
-    kinds = ["prompt"] * len(text)
+    return turns
+
+
+def _segments(n: int, masked: list[Span], turns: list[Turn]) -> list[tuple[int, int, str]]:
+    """``(start, end, kind)`` runs covering ``n`` characters: cue, then masked, then stop win."""
+    kinds = ["prompt"] * n
     for t in turns:
         if t.cue:
             for c in range(*t.cue):
@@ -348,7 +357,7 @@ def mask_view(training: str, case: Case, title: str = "") -> View:
             segments[-1] = (segments[-1][0], c + 1, k)
         else:
             segments.append((c, c + 1, k))
-    return View(title, text, list(spans), turns, segments, agrees, detail)
+    return segments
 
 
 # --------------------------------------------------------------------------- output

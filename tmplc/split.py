@@ -77,83 +77,100 @@ def split_literal(literal: str, offset: int) -> tuple[str, str] | None:
     return None
 
 
-def split_edits(template: Template, inst: Instrumented, evidence: Evidence) -> list[tuple[int, int, str]]:
-    """Replacements that split every straddling node, or [] when none straddles."""
-    source = template.source
-    edits: list[tuple[int, int, str]] = []
+Edit = tuple[int, int, str]  # (start, end, replacement) in characters of the template source
+
+
+def split_edits(template: Template, inst: Instrumented, evidence: Evidence) -> list[Edit]:
+    """Replacements that split every straddling node, or [] when none straddles.
+
+    Raises:
+        CannotAugment: ``unsplittable-output`` for a node no strategy can split.
+    """
+    edits: list[Edit] = []
     for site in inst.sites:
-        items = evidence.labels.get(site.id, [])
-        straddles = [it for it in items if it.label == STRADDLE]
+        straddles = [it for it in evidence.labels.get(site.id, []) if it.label == STRADDLE]
         if not straddles:
             continue
         node = site.node
+        cuts = sorted({c for it in straddles for c in it.cuts})
         if isinstance(node, Output):
-            terms = concat_terms(node)
-            if terms:
-                literal = {(t.start, t.end) for t in node.sig() if t.kind == "STRING"}
-                for (a_start, a_end), (b_start, b_end) in zip(terms, terms[1:]):
-                    sep = source[a_end:b_start]
-                    # `a + b` raises TypeError unless both are strings; keep that in each half
-                    # (`'' + None` raises the same message as `'\n' + None`).
-                    plus = sep.strip() == "+"
-                    left = " + ''" if plus and (a_start, a_end) not in literal else ""
-                    right = " '' +" if plus and (b_start, b_end) not in literal else ""
-                    edits.append((a_end, b_start, left + " }}" + JOIN_OPEN + sep + "#}{{" + right + " "))
-                continue
-            sig = node.sig()
-            if len(sig) == 1 and sig[0].kind == "STRING":
-                cuts = sorted({c for it in straddles for c in it.cuts})
-                lit = sig[0].text
-                pieces, consumed = [], 0
-                rest = lit
-                for c in cuts:
-                    parts = split_literal(rest, c - consumed)
-                    if parts is None:
-                        raise CannotAugment(Reason.UNSPLITTABLE_OUTPUT, f"cannot split string literal {lit!r}")
-                    pieces.append(parts[0])
-                    rest, consumed = parts[1], c
-                pieces.append(rest)
-                edits.append((sig[0].start, sig[0].end, " }}{{ ".join(pieces)))
-                continue
-            edit = runtime_split(node, source, straddles, evidence.emitted)
-            if edit is None:
-                raise CannotAugment(
-                    Reason.UNSPLITTABLE_OUTPUT,
-                    f"{template.where(node)}: one value writes both the prompt cue and "
-                    "generated text, and no fixed text marks the boundary",
-                    evidence.cases.get(straddles[0].emission.trace),
-                )
-            edits.append(edit)
-            continue
-        if isinstance(node, Text):
-            emitted = evidence.emitted(straddles[0])  # a text run emits the same text every time
-            raw = source[node.start : node.end]
-            # normalized index → raw index
-            norm_to_raw, norm = [], []
-            i = 0
-            while i < len(raw):
-                norm_to_raw.append(i)
-                if raw[i] == "\r":
-                    norm.append("\n")
-                    i += 2 if raw[i : i + 2] == "\r\n" else 1
-                else:
-                    norm.append(raw[i])
-                    i += 1
-            norm_to_raw.append(len(raw))
-            ns = "".join(norm)
-            h = next(
-                (h for h in range(len(ns) - len(emitted) + 1)
-                 if ns[h : h + len(emitted)] == emitted and not ns[:h].strip() and not ns[h + len(emitted):].strip()),
-                None,
-            ) if emitted else None
-            if h is None:
-                raise CannotAugment(Reason.UNSPLITTABLE_OUTPUT, f"cannot place a split in text at offset {node.start}")
-            for c in sorted({c for it in straddles for c in it.cuts}):
-                pos = node.start + norm_to_raw[h + c]
-                edits.append((pos, pos, SPLIT_MARK))
-            continue
-        raise CannotAugment(Reason.UNSPLITTABLE_OUTPUT, f"output at offset {node.start} writes both prompt and generated text")
+            edits += _split_output(template, node, straddles, cuts, evidence)
+        elif isinstance(node, Text):
+            edits += _split_text(template.source, node, evidence.emitted(straddles[0]), cuts)
+        else:
+            raise CannotAugment(Reason.UNSPLITTABLE_OUTPUT,
+                                f"output at offset {node.start} writes both prompt and generated text")
     return edits
+
+
+def _split_output(template: Template, node: Output, straddles: list[Labelled], cuts: list[int],
+                  evidence: Evidence) -> list[Edit]:
+    """A ``{{ }}`` node: at its top-level ``+``/``~``, inside its string literal, or at run time."""
+    source = template.source
+    terms = concat_terms(node)
+    if terms:
+        return _split_concatenation(source, node, terms)
+    sig = node.sig()
+    if len(sig) == 1 and sig[0].kind == "STRING":
+        pieces, consumed, rest = [], 0, sig[0].text
+        for c in cuts:
+            parts = split_literal(rest, c - consumed)
+            if parts is None:
+                raise CannotAugment(Reason.UNSPLITTABLE_OUTPUT, f"cannot split string literal {sig[0].text!r}")
+            pieces.append(parts[0])
+            rest, consumed = parts[1], c
+        pieces.append(rest)
+        return [(sig[0].start, sig[0].end, " }}{{ ".join(pieces))]
+    edit = runtime_split(node, source, straddles, evidence.emitted)
+    if edit is None:
+        raise CannotAugment(
+            Reason.UNSPLITTABLE_OUTPUT,
+            f"{template.where(node)}: one value writes both the prompt cue and "
+            "generated text, and no fixed text marks the boundary",
+            evidence.cases.get(straddles[0].emission.trace),
+        )
+    return [edit]
+
+
+def _split_concatenation(source: str, node: Output, terms: list[tuple[int, int]]) -> list[Edit]:
+    """``{{ a + b ~ c }}`` → ``{{ a }}{{ b }}{{ c }}`` with join notes for :func:`tmplc.edits.cleanup`."""
+    literal = {(t.start, t.end) for t in node.sig() if t.kind == "STRING"}
+    edits = []
+    for (a_start, a_end), (b_start, b_end) in zip(terms, terms[1:]):
+        sep = source[a_end:b_start]
+        # `a + b` raises TypeError unless both are strings; keep that in each half
+        # (`'' + None` raises the same message as `'\n' + None`).
+        plus = sep.strip() == "+"
+        left = " + ''" if plus and (a_start, a_end) not in literal else ""
+        right = " '' +" if plus and (b_start, b_end) not in literal else ""
+        edits.append((a_end, b_start, left + " }}" + JOIN_OPEN + sep + "#}{{" + right + " "))
+    return edits
+
+
+def _split_text(source: str, node: Text, emitted: str, cuts: list[int]) -> list[Edit]:
+    """A text run: split placeholders at ``cuts`` (characters of the emitted text, which is the
+    run's text with line endings normalised and surrounding whitespace possibly trimmed)."""
+    raw = source[node.start : node.end]
+    norm_to_raw, norm = [], []  # normalized index → raw index
+    i = 0
+    while i < len(raw):
+        norm_to_raw.append(i)
+        if raw[i] == "\r":
+            norm.append("\n")
+            i += 2 if raw[i : i + 2] == "\r\n" else 1
+        else:
+            norm.append(raw[i])
+            i += 1
+    norm_to_raw.append(len(raw))
+    ns = "".join(norm)
+    h = next(
+        (h for h in range(len(ns) - len(emitted) + 1)
+         if ns[h : h + len(emitted)] == emitted and not ns[:h].strip() and not ns[h + len(emitted):].strip()),
+        None,
+    ) if emitted else None
+    if h is None:
+        raise CannotAugment(Reason.UNSPLITTABLE_OUTPUT, f"cannot place a split in text at offset {node.start}")
+    return [(node.start + norm_to_raw[h + c], node.start + norm_to_raw[h + c], SPLIT_MARK) for c in cuts]
 
 
 def _common_suffix(texts: list[str]) -> str:

@@ -298,28 +298,38 @@ def parse(source: str, path: str = "<string>") -> Template:
     try:
         tree = _parser().parse(source)
     except UnexpectedInput as exc:
-        offset = getattr(exc, "pos_in_stream", None)
-        if isinstance(exc, UnexpectedToken):
-            offset = exc.token.start_pos if exc.token.type != "$END" else len(source)
-            what = "unexpected end of template (unterminated tag)" if exc.token.type == "$END" else (
-                f"unexpected {exc.token!s:.20}"
-            )
-        elif isinstance(exc, UnexpectedEOF):
-            offset, what = len(source), "unexpected end of template (unterminated tag)"
-        elif isinstance(exc, UnexpectedCharacters):
-            what = f"unexpected character {source[exc.pos_in_stream]!r}"
-        else:  # pragma: no cover - lark has no other kinds
-            what = "syntax error"
-        if offset is None or offset >= len(source):
-            # Point at the last opening delimiter: that is the tag left open.
-            starts = [source.rfind(d) for d in ("{{", "{%", "{#")]
-            offset = max(starts) if max(starts) >= 0 else max(len(source) - 1, 0)
-            what = "unterminated tag (no closing delimiter before the end of the template)"
-        raise _error(source, offset, what, path) from None
+        raise _lark_error(source, exc, path) from None
+    return Template(source, _nest(source, [_leaf_from_tree(item, source, path) for item in tree.children], path))
 
-    leaves = [_leaf_from_tree(item, source, path) for item in tree.children]
 
-    # Nest block tags.
+def _lark_error(source: str, exc: UnexpectedInput, path: str) -> InputError:
+    """One-line error at the offending token, or at the tag left open at the end."""
+    offset = getattr(exc, "pos_in_stream", None)
+    if isinstance(exc, UnexpectedToken):
+        offset = exc.token.start_pos if exc.token.type != "$END" else len(source)
+        what = "unexpected end of template (unterminated tag)" if exc.token.type == "$END" else (
+            f"unexpected {exc.token!s:.20}"
+        )
+    elif isinstance(exc, UnexpectedEOF):
+        offset, what = len(source), "unexpected end of template (unterminated tag)"
+    elif isinstance(exc, UnexpectedCharacters):
+        what = f"unexpected character {source[exc.pos_in_stream]!r}"
+    else:  # pragma: no cover - lark has no other kinds
+        what = "syntax error"
+    if offset is None or offset >= len(source):
+        # Point at the last opening delimiter: that is the tag left open.
+        starts = [source.rfind(d) for d in ("{{", "{%", "{#")]
+        offset = max(starts) if max(starts) >= 0 else max(len(source) - 1, 0)
+        what = "unterminated tag (no closing delimiter before the end of the template)"
+    return _error(source, offset, what, path)
+
+
+def _nest(source: str, leaves: list[Node], path: str) -> list[Node]:
+    """Nest block tags (``if``/``for``/...) around their clauses' bodies; the top-level nodes.
+
+    Raises:
+        InputError: an unclosed block, a stray end tag, or ``elif``/``else`` outside a block.
+    """
     root: list[Node] = []
     stack: list[tuple[Block, list[Node]]] = []  # open blocks with the body being filled
     current = root
@@ -356,4 +366,4 @@ def parse(source: str, path: str = "<string>") -> Template:
     if stack:
         block = stack[-1][0]
         raise _error(source, block.start, f"unclosed '{block.name}' block (no 'end{block.name}')", path)
-    return Template(source, root)
+    return root
