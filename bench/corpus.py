@@ -20,7 +20,7 @@ STAGES = ("parse", "locate", "rewrite", "proof")
 def main(argv=None) -> int:
     here = Path(__file__).resolve().parent.parent
     ap = argparse.ArgumentParser()
-    ap.add_argument("directory", nargs="?", default=str(here.parent / "shared" / "corpus"))
+    ap.add_argument("directory", nargs="?", default=str(here / "tests" / "corpus"))
     ap.add_argument("--examples", type=int, default=25)
     args = ap.parse_args(argv)
     rows = corpus.run(Path(args.directory), examples=args.examples)

@@ -42,7 +42,7 @@ def timed(cmd: list[str]) -> float:
 def main(argv=None) -> int:
     here = Path(__file__).resolve().parent.parent
     ap = argparse.ArgumentParser()
-    ap.add_argument("--corpus", default=str(here.parent / "shared" / "corpus"))
+    ap.add_argument("--corpus", default=str(here / "tests" / "corpus"))
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args(argv)
     paths = files(Path(args.corpus))
