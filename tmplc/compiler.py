@@ -117,13 +117,14 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
     features = original.features
     if original.has_markers:
         with clock("proof"):
-            report = prove(original, original, examples, seed)
-        if report.failure is None:
-            return Verified(original.source, report, features, clock.timings)
-        return Unsupported(Reason.PROOF_FAILED, report.failure.message, report.failure, report, features, clock.timings)
+            existing = prove(original, original, examples, seed)
+        if existing.failure is None:
+            return Verified(original.source, existing, features, clock.timings)
+        return Unsupported(Reason.PROOF_FAILED, existing.failure.message, existing.failure, existing, features,
+                           clock.timings)
     cases = list(original.probes_and_prefixes)
     last_failure: Failure | None = None
-    report = None
+    report: ProofReport | None = None
     for _round in range(MAX_ROUNDS):
         try:
             with clock("locate"):

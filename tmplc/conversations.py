@@ -64,7 +64,7 @@ class Case:
                       add_generation_prompt=self.full_agp if agp is None else agp, **self.kwargs)
 
     def describe(self) -> str:
-        data = {"messages": self.messages}
+        data: dict[str, Any] = {"messages": self.messages}
         if self.tools:
             data["tools"] = "[get_weather]"
         data.update(self.kwargs)

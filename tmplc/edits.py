@@ -104,7 +104,7 @@ class Editor:
             out.append("{%" + a + " " + body + " " + b + "%}")
         return "".join(out)
 
-    def apply(self, insertions: list[Insertion], replacements: list[tuple[int, int, str]] = ()) -> str:
+    def apply(self, insertions: list[Insertion], replacements: tuple[tuple[int, int, str], ...] | list[tuple[int, int, str]] = ()) -> str:
         """Apply insertions (and plain replacements ``(start, end, text)``) to the source.
 
         Raises:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from . import __version__
 from .analysed import Analysed
-from .compiler import augment
+from .compiler import Proved, Unsupported, Verified, augment
+from .prove import ProofReport
 from .containers import atomic_write, read_sources
 from .errors import InputError
 from .render import GENERATION_RE, has_markers
@@ -46,7 +47,7 @@ class Export:
 
     files: dict[Path, str] = field(default_factory=dict)
     unchanged: list[Path] = field(default_factory=list)
-    report: object | None = None  # tmplc.prove.ProofReport
+    report: ProofReport | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -64,8 +65,8 @@ def _prove(source: str, name: str, label: str, examples: int, seed: int):
         result = augment(source, name, examples=examples, seed=seed)
     except InputError as exc:
         raise exc.with_path(label) from None
-    if not result.ok:
-        raise Unproved(label, result.reason, (result.message or "").split("\n")[0])
+    if isinstance(result, Unsupported):
+        raise Unproved(label, result.reason, result.message.split("\n")[0])
     return result
 
 
@@ -421,7 +422,7 @@ def run_export_hub(model_dir: Path, examples: int, seed: int) -> int:
         return 2
     for note in export.notes:
         click.echo(f"note: {note}")
-    click.echo(f"{model_dir}: proved on {export.report.examples} examples (seed {seed}); " + _status(export, "training template")
+    click.echo(f"{model_dir}: proved on {export.report.examples if export.report else 0} examples (seed {seed}); " + _status(export, "training template")
                + f'; load with apply_chat_template(..., chat_template="{TRAINING_NAME}")')
     return 0
 
@@ -443,7 +444,7 @@ def run_export_trl(checkout: Path, name: str, template: Path, pr_out: Path | Non
         return 2
     templates = Export({p: t for p, t in export.files.items() if p != pr_path},
                        [p for p in export.unchanged if p != pr_path])
-    click.echo(f"{template}: proved on {export.report.examples} examples (seed {seed}); " + _status(templates, name)
+    click.echo(f"{template}: proved on {export.report.examples if export.report else 0} examples (seed {seed}); " + _status(templates, name)
                + f"; PR description: {pr_path}" + (" (unchanged)" if pr_path in export.unchanged else ""))
     return 0
 

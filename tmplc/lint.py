@@ -51,7 +51,13 @@ def lint_source(source: str, path: str, rules: list[Rule], training: bool | None
             continue
         found.extend(rule.check(ctx))
     sup = suppressions(source)
-    kept = [d for d in found if not (d.line in sup and (sup[d.line] is None or d.code in sup[d.line]))]
+    def suppressed(d: Diagnostic) -> bool:
+        if d.line not in sup:
+            return False
+        codes = sup[d.line]
+        return codes is None or d.code in codes
+
+    kept = [d for d in found if not suppressed(d)]
     return sorted(kept, key=lambda d: (d.line, d.col, d.code))
 
 

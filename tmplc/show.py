@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .analysed import analyse
-from .compiler import augment
+from .compiler import Unsupported, augment
 from .containers import Source, atomic_write, read_sources
 from .conversations import TOOLS, Case, tool_call, wrap
 from .errors import InputError, TmplcError
@@ -108,7 +108,7 @@ def training_template(source: str, label: str, examples: int = 50, seed: int = 0
     if analysed.has_markers:
         return source, "own {% generation %} markers (not re-proved)"
     result = augment(analysed, label, examples=examples, seed=seed)
-    if not result.ok:
+    if isinstance(result, Unsupported):
         raise Unproved(label, result.reason, result.message.split("\n")[0])
     return result.text, f"augmented by tmplc: proved on {result.report.examples} examples, seed {seed}"
 
@@ -246,7 +246,9 @@ def _shadow(case: Case) -> Case:
 
 def _unshadow(text: str) -> tuple[str, list[int]]:
     """Remove sentinels; return the text and a map shadow offset → plain offset (len+1 long)."""
-    out, mapping, pos, plain = [], [], 0, 0
+    out: list[str] = []
+    mapping: list[int] = []
+    pos = plain = 0
     for m in _SENTINEL_RE.finditer(text):
         out.append(text[pos:m.start()])
         mapping += range(plain, plain + m.start() - pos)

@@ -165,7 +165,9 @@ class Rule:
 
 def _sections(doc: str) -> tuple[str, dict[str, list[str]]]:
     """Split a rule docstring into its summary and its sections (bodies dedented by 4)."""
-    summary, sections, current = [], {}, None
+    summary: list[str] = []
+    sections: dict[str, list[str]] = {}
+    current: str | None = None
     for line in doc.splitlines():
         if line.rstrip(":") in SECTIONS and line.endswith(":"):
             current = line.rstrip(":")

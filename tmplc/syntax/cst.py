@@ -263,20 +263,27 @@ def _unclosed(source: str, block: "Block", at: Tag, path: str) -> InputError:
                   f"'{at.name}' at {line}:{col})", path)
 
 
+def _at(tok: LarkToken) -> tuple[int, int]:
+    """``(start, end)`` of a lark token (always set: the lexer tracks positions)."""
+    assert tok.start_pos is not None and tok.end_pos is not None
+    return tok.start_pos, tok.end_pos
+
+
 def _leaf_from_tree(item, source: str, path: str) -> Node:
     if isinstance(item, LarkToken):
         cls = {"DATA": Text, "COMMENT": Comment, "RAW": Raw}[item.type]
-        return cls(item.start_pos, item.end_pos, str(item))
+        return cls(*_at(item), str(item))
     assert isinstance(item, Tree)
     toks = [c for c in item.children if isinstance(c, LarkToken)]
     open_tok, close_tok, inner = toks[0], toks[-1], toks[1:-1]
-    inner_toks = [Token(t.type, str(t), t.start_pos, t.end_pos) for t in inner]
+    inner_toks = [Token(t.type, str(t), *_at(t)) for t in inner]
+    start, end = _at(open_tok)[0], _at(close_tok)[1]
     if item.data == "output":
-        return Output(open_tok.start_pos, close_tok.end_pos, str(open_tok), str(close_tok), inner_toks)
+        return Output(start, end, str(open_tok), str(close_tok), inner_toks)
     sig = [t for t in inner_toks if t.kind != "WS"]
     if not sig or sig[0].kind != "NAME":
-        raise _error(source, open_tok.start_pos, "tag without a name", path)
-    return Tag(open_tok.start_pos, close_tok.end_pos, str(open_tok), str(close_tok), inner_toks, sig[0].text)
+        raise _error(source, start, "tag without a name", path)
+    return Tag(start, end, str(open_tok), str(close_tok), inner_toks, sig[0].text)
 
 
 def parse(source: str, path: str = "<string>") -> Template:
@@ -313,7 +320,7 @@ def _lark_error(source: str, exc: UnexpectedInput, path: str) -> InputError:
     elif isinstance(exc, UnexpectedEOF):
         offset, what = len(source), "unexpected end of template (unterminated tag)"
     elif isinstance(exc, UnexpectedCharacters):
-        what = f"unexpected character {source[exc.pos_in_stream]!r}"
+        what = f"unexpected character {source[exc.pos_in_stream or 0]!r}"
     else:  # pragma: no cover - lark has no other kinds
         what = "syntax error"
     if offset is None or offset >= len(source):
