@@ -15,7 +15,7 @@ FIELDS = [
     ("«1c»a«/1c»«1n0»f«/1n0»", {1: ["«1c»a«/1c»", "«1n0»f«/1n0»"]}, "two-fields-one-message"),
     ("«0c»x«/0c»«1c»y«/1c»", {0: ["«0c»x«/0c»"], 1: ["«1c»y«/1c»"]}, "two-messages"),
     ("«2c»abc", {2: ["«2c»"]}, "missing-closer-spans-the-opener-only"),
-    ("«0c»x«/0c» «0c»x«/0c»", {0: ["«0c»x«/0c»"]}, "repeated-field-first-occurrence-only"),
+    ("«0c»x«/0c» «0c»y«/0c»", {0: ["«0c»x«/0c»"]}, "repeated-field-first-occurrence-only"),
     ("«0c»a«0c»b«/0c»", {0: ["«0c»a«0c»b«/0c»"]}, "repeated-opener-keeps-the-first"),
     ("x«/0c»", {}, "closer-without-opener-ignored"),
     ("«hello» «» «/x»", {}, "non-sentinel-guillemets-ignored"),

@@ -107,6 +107,8 @@ REFUSED = [
     ("{{ a ~ b in c }}", "in"),
     ("{{ a is defined ~ b }}", "is-test"),
     ("{{ a - b }}", "minus"),
+    ("{{ a + b - c }}", "minus-after-plus-would-regroup"),
+    ("{{ a ~ b * 2 }}", "multiplication-after-tilde"),
     ("{{ a * b + c }}", "multiplication"),
     ("{{ a, b }}", "tuple"),
     ("{{ + a }}", "leading-operator"),
