@@ -7,7 +7,7 @@ level, inside functions and under ``if TYPE_CHECKING`` alike — and resolved to
 The intended layering, lowest first::
 
     errors ← syntax ← render ← conversations ← probes ← trace, oracle ← verification ← analysed
-           ← locate ← split, plan ← rewrite ← strategies/prove ← compiler ← corpus ← cli
+           ← locate ← split, plan ← rewrite ← strategies/prove ← compiler ← corpus, show ← export ← cli
 
 with the modules that layering does not name slotted where their imports put them (``edits``
 beside ``render``, ``reasons`` beside ``probes``, ``containers`` beside ``syntax``). A module may
@@ -44,6 +44,8 @@ LAYERS: list[set[str]] = [
     {"compiler"},
     {"tmplc"},  # the package __init__: the public API (augment, verify) loads compiler lazily
     {"corpus"},
+    {"show"},  # the mask viewer: augment + the verification core
+    {"export"},  # upstream export: proves (compiler) and shows the sample mask (show)
     {"rules.*"},
     {"lint"},
     {"cli"},

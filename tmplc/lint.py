@@ -112,12 +112,18 @@ def format_json(diags: list[Diagnostic]) -> str:
 
 
 def format_github(diags: list[Diagnostic]) -> str:
+    """GitHub workflow commands (``::error file=…,line=…,col=…,title=…::message``), escaped as the
+    runner's toolkit does: ``%``, CR and LF everywhere, and ``:`` and ``,`` in properties."""
+
     def esc(s: str) -> str:
         return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
+    def prop(s: str) -> str:
+        return esc(s).replace(":", "%3A").replace(",", "%2C")
+
     return "\n".join(
-        f"::{'error' if d.severity == 'error' else 'warning'} file={d.path},line={d.line},col={d.col},"
-        f"title={d.code} {d.name}::{esc(d.message)}" for d in diags
+        f"::{'error' if d.severity == 'error' else 'warning'} file={prop(d.path)},line={d.line},col={d.col},"
+        f"title={prop(f'{d.code} {d.name}')}::{esc(d.message)}" for d in diags
     )
 
 

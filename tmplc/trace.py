@@ -182,7 +182,9 @@ def read_trace(inst: Instrumented, raw: str) -> Trace:
             n += len(chunk)
         if j < 0:
             break
-        k = raw.index(TRACE_CLOSE, j)
+        k = raw.find(TRACE_CLOSE, j)
+        if k < 0:
+            raise TraceError("a trace mark is not closed")
         fields = raw[j + 1 : k].split(",")
         sid, kind = int(fields[0]), fields[1]
         if kind == "0":

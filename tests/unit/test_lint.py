@@ -72,8 +72,6 @@ def test_format_github(diags, expected):
     assert format_github(diags) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: format_github does not escape properties; GitHub requires % \\r \\n : , "
-                   "escaped as %25 %0D %0A %3A %2C in file=/title= (a comma in a path ends the file property)")
 @pytest.mark.parametrize(
     "path, escaped",
     [("dir,v2/t.jinja", "dir%2Cv2/t.jinja"), ("C:/t.jinja", "C%3A/t.jinja")],

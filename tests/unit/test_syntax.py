@@ -38,8 +38,6 @@ def test_template_where(source, index, expected):
     assert t.where(t.body[index]) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (cosmetic): where() replaces a newline with backslash-n and then applies "
-                   "repr(), which doubles the backslash: messages show {% if x %}\\\\nA instead of {% if x %}\\nA")
 def test_template_where_escapes_a_newline_once():
     t = parse("{% if x %}\nA{% endif %}")
     assert t.where(t.body[0]) == "1:1 '{% if x %}\\nA{% endif %}'"

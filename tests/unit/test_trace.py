@@ -65,8 +65,6 @@ def test_read_trace_errors(raw, message):
         read_trace(fake(), raw)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (minor): a start mark without TRACE_CLOSE raises ValueError from str.index, "
-                   "not TraceError, so locate.collect (which catches TraceError only) would not report trace-mismatch")
 def test_read_trace_truncated_mark_is_a_trace_error():
     with pytest.raises(TraceError):
         read_trace(fake(), o(0) + "a" + TRACE_OPEN + "0,1")

@@ -235,8 +235,7 @@ class Template:
     def where(self, node: Node) -> str:
         """``line:col 'snippet'`` of ``node`` for messages (1-based; snippet ≤ 60 characters)."""
         line, col = LineIndex(self.source).position(node.start)
-        snippet = self.source[node.start : node.end].replace("\n", "\\n")[:60]
-        return f"{line}:{col} {snippet!r}"
+        return f"{line}:{col} {self.source[node.start : node.end][:60]!r}"
 
 
 def _is_block_set(toks: list[Token]) -> bool:
