@@ -386,7 +386,7 @@ def check_case_tokens(tokenizer, training_source, case: Case) -> TokenReport:
 
 # ----------------------------------------------------------------------------- sentinels
 
-_SENTINEL_RE = re.compile(r"«/?\d+[a-z]\d*»")
+_SENTINEL_RE = re.compile(r"(?:«|\\u00ab)/?\d+[a-z]\d*(?:»|\\u00bb)")  # also inside ASCII-escaped JSON
 
 
 def strip_sentinels(value: Any) -> Any:
