@@ -401,16 +401,30 @@ def strip_sentinels(value: Any) -> Any:
     return value
 
 
-def plain(case: Case) -> Case:
+_FIELD_RE = re.compile(r"«(\d+[cra]\d*)»(.*?)«/\1»", re.S)
+
+
+def plain(case: Case, fill: str | None = None) -> Case:
     """The same conversation without sentinels: fields hold only their drawn bodies.
 
     The oracle needs sentinels to find fields; the token check does not (it compares generation
-    spans with token masks). Sentinels end every field with ``»`` (2 bytes in UTF-8), so the
-    character before a stop token is never the field's own — a final ``🐱`` right before
-    ``<|im_end|>`` only occurs in a plain case. Tool-call names become empty after stripping, so
-    they are replaced by ``get_weather``.
+    spans with token masks). Sentinels end every field with ``»`` (2 bytes in UTF-8, one Qwen3
+    token), so the character before a stop token is never the field's own and a span ending inside
+    a multi-byte character goes unseen: a final ``🐱`` right before ``<|im_end|>`` only occurs in a
+    plain case. Tool-call names that become empty are replaced by ``get_weather``.
+
+    Args:
+        case: a conversation whose fields carry sentinels (:mod:`tmplc.conversations`).
+        fill: when given, the body of every content, reasoning or (dict) argument field that is
+            exactly one empty sentinel pair (the fixed probes) becomes ``fill``.
+
+    Returns:
+        A new :class:`Case`; ``case`` is not modified.
     """
-    messages = strip_sentinels(case.messages)
+    messages = case.messages
+    if fill is not None:
+        messages = _fill(messages, fill)
+    messages = strip_sentinels(messages)
     for m in messages:
         for call in m.get("tool_calls") or []:
             fn = call.get("function", call)
@@ -419,6 +433,17 @@ def plain(case: Case) -> Case:
         if m.get("role") == "tool" and m.get("name") == "":
             m["name"] = "get_weather"
     return Case(messages, case.tools, dict(case.kwargs), case.add_generation_prompt)
+
+
+def _fill(value: Any, fill: str) -> Any:
+    if isinstance(value, str):
+        m = _FIELD_RE.fullmatch(value)
+        return fill if m and m.group(2) == "" else value
+    if isinstance(value, dict):
+        return {k: _fill(v, fill) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, fill) for v in value]
+    return value
 
 
 __all__ = [

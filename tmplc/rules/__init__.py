@@ -17,11 +17,13 @@ from .tmpl007_mask_misses_field import MaskMissesField
 from .tmpl008_out_of_sync import OutOfSync
 from .tmpl009_not_prefix_preserving import NotPrefixPreserving
 from .tmpl010_whitespace_hazard import WhitespaceHazard
+from .tmpl011_touching_generation_blocks import TouchingGenerationBlocks
+from .tmpl012_straddling_tokens import StraddlingTokens
 
 RULES: list[Rule] = [
     SyntaxError_(), MissingMarkers(), UnbalancedMarkers(), MarkerScope(), MaskCoversPromptCue(),
     MaskMissesStopToken(), MaskCoversOtherRole(), MaskMissesField(), OutOfSync(), NotPrefixPreserving(),
-    WhitespaceHazard(),
+    WhitespaceHazard(), TouchingGenerationBlocks(), StraddlingTokens(),
 ]
 BY_CODE = {r.code: r for r in RULES}
 

@@ -45,14 +45,16 @@ class Example:
     line: int | None = None
     training: bool = False
     original: str | None = None  # for rules comparing with a source template
+    tokenizer: str | None = None  # a test tokenizer by name ("qwen3", see tests/real_tokenizers.py)
 
 
-def Bad(source: str, line: int | None = None, training: bool = False, original: str | None = None) -> Example:  # noqa: N802
-    return Example(source, True, line, training, original)
+def Bad(source: str, line: int | None = None, training: bool = False, original: str | None = None,  # noqa: N802
+        tokenizer: str | None = None) -> Example:
+    return Example(source, True, line, training, original, tokenizer)
 
 
-def Good(source: str, training: bool = False, original: str | None = None) -> Example:  # noqa: N802
-    return Example(source, False, None, training, original)
+def Good(source: str, training: bool = False, original: str | None = None, tokenizer: str | None = None) -> Example:  # noqa: N802
+    return Example(source, False, None, training, original, tokenizer)
 
 
 @dataclass
@@ -65,13 +67,14 @@ class Context:
     original: str | None = None  # the source template named by the header or --source
     original_label: str | None = None
     syntax_error: InputError | None = None
+    tokenizer: object | None = None  # a fast tokenizer (``lint --tokenizer``) for the token rules
 
     @classmethod
     def build(cls, path: str, source: str, training: bool = False, original: str | None = None,
-              original_label: str | None = None) -> "Context":
+              original_label: str | None = None, tokenizer: object | None = None) -> "Context":
         """Check syntax with jinja2's parser (no code generation); the lossless CST is built
         only when a rule asks for it, so linting a template without markers stays cheap."""
-        ctx = cls(path, source, training, original, original_label)
+        ctx = cls(path, source, training, original, original_label, tokenizer=tokenizer)
         from jinja2 import TemplateSyntaxError
 
         from ..render import environment
@@ -116,6 +119,13 @@ class Context:
         from ..conversations import detect_features, probe_cases
 
         return probe_cases(detect_features(self.source))
+
+    @cached_property
+    def lined_renders(self):
+        """The probes rendered with each generation span's tag line (token rules)."""
+        from .spans import lined_renders
+
+        return lined_renders(self.source, self.probes)
 
     @cached_property
     def masks(self):
