@@ -185,29 +185,27 @@ def classify_tokens(offsets: Sequence[Span], spans: Sequence[Span]) -> list[str]
         outside: must not be masked), ``"straddling"`` (both) or ``"empty"`` (zero-width offsets:
         no characters, not judged).
     """
-    runs = merge_spans(spans)
-    states: list[str] = []
     import bisect
 
-    starts = [a for a, _ in runs]
+    runs = merge_spans(spans)
+    starts = [r[0] for r in runs]
+    states: list[str] = []
+    append = states.append
     for a, b in offsets:
         if b <= a:
-            states.append(EMPTY)
+            append(EMPTY)
             continue
-        k = bisect.bisect_right(starts, a) - 1
-        inside = 0
-        # characters of [a, b) covered by runs
-        j = max(k, 0)
-        while j < len(runs) and runs[j][0] < b:
-            lo, hi = max(a, runs[j][0]), min(b, runs[j][1])
-            if hi > lo:
-                inside += hi - lo
-            j += 1
-        states.append(IN if inside == b - a else OUT if inside == 0 else STRADDLING)
+        k = bisect.bisect_right(starts, a) - 1  # the last run starting at or before a
+        if k >= 0 and runs[k][1] >= b:
+            append(IN)
+        elif (k >= 0 and runs[k][1] > a) or (k + 1 < len(runs) and runs[k + 1][0] < b):
+            append(STRADDLING)
+        else:
+            append(OUT)
     return states
 
 
-def transformers_assistant_mask(encoding, spans: Sequence[Span], n_tokens: int) -> list[int]:
+def transformers_assistant_mask(char_to_token, spans: Sequence[Span], n_tokens: int) -> list[int]:
     """The assistant mask transformers computes from a tokenization and generation spans.
 
     Mirrors the loop in ``PreTrainedTokenizerBase.apply_chat_template`` (transformers 5.x,
@@ -218,7 +216,8 @@ def transformers_assistant_mask(encoding, spans: Sequence[Span], n_tokens: int) 
     :func:`check_tokens` runs the real ``apply_chat_template`` instead, and a test checks the two agree.
 
     Args:
-        encoding: a ``BatchEncoding`` of one text (``tokenizer(text, add_special_tokens=False)``).
+        char_to_token: character index → token index or None, for one text (``Encoding.char_to_token``
+            of ``tokenizers``, or ``lambda c: batch_encoding.char_to_token(0, c)``).
         spans: generation spans in characters, in the order the template rendered them.
         n_tokens: number of tokens.
 
@@ -227,13 +226,25 @@ def transformers_assistant_mask(encoding, spans: Sequence[Span], n_tokens: int) 
     """
     mask = [0] * n_tokens
     for a, b in spans:
-        start = encoding.char_to_token(0, a)
-        end = encoding.char_to_token(0, b - 1)
+        start = char_to_token(a)
+        end = char_to_token(b - 1)
         if start is None:
             break
         for t in range(start, end + 1 if end else n_tokens):
             mask[t] = 1
     return mask
+
+
+_VOCAB: dict[tuple[int, int], tuple[set[int], dict[int, bool]]] = {}
+
+
+def _vocab_info(tokenizer) -> tuple[set[int], dict[int, bool]]:
+    """Added-vocabulary ids and a per-id "decodes to whitespace" cache, per tokenizer and size."""
+    key = (id(tokenizer), len(tokenizer))
+    info = _VOCAB.get(key)
+    if info is None:
+        info = _VOCAB[key] = (set(tokenizer.get_added_vocab().values()), {})
+    return info
 
 
 def _describe(tokenizer, ids: Sequence[int], offsets: Sequence[Span], text: str, t: int) -> str:
@@ -247,7 +258,13 @@ def _stop_check(tokenizer, ids: Sequence[int], mask: Sequence[int], offsets: Seq
     """TRL's ``is_chat_template_stop_token_trained`` idea on every generated run (a merged
     generation span, i.e. an assistant turn) that other text follows: among the masked tokens
     overlapping the run, the last non-whitespace one must be added vocabulary (``<|im_end|>``)."""
-    added = set(tokenizer.get_added_vocab().values())
+    added, blank = _vocab_info(tokenizer)
+
+    def is_blank(i: int) -> bool:
+        if i not in blank:
+            blank[i] = tokenizer.decode([i]).strip() == ""
+        return blank[i]
+
     first: tuple[bool, str, bool] | None = None
     t = 0
     n = len(ids)
@@ -259,7 +276,7 @@ def _stop_check(tokenizer, ids: Sequence[int], mask: Sequence[int], offsets: Seq
         last = None
         u = t
         while u < n and offsets[u][0] < b:
-            if mask[u] and tokenizer.decode([int(ids[u])]).strip() != "":
+            if mask[u] and not is_blank(int(ids[u])):
                 last = u
             u += 1
         if last is None:
@@ -297,13 +314,19 @@ def check_rendering(tokenizer, text: str, spans: Sequence[Span], assistant_mask:
         RenderingMismatch: ``input_ids`` differ from the tokenization of ``text``.
         ValueError: the mask has the wrong length.
     """
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids = enc["input_ids"]
-    offsets = [tuple(o) for o in enc["offset_mapping"]]
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if input_ids is None and backend is not None:
+        # fast path: the Rust tokenizer directly (what ``tokenizer(text)`` calls underneath)
+        enc = backend.encode(text, add_special_tokens=False)
+        ids, offsets, char_to_token = enc.ids, enc.offsets, enc.char_to_token
+    else:
+        benc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = benc["input_ids"], [tuple(o) for o in benc["offset_mapping"]]
+        char_to_token = lambda c: benc.char_to_token(0, c)  # noqa: E731
     if input_ids is not None and list(map(int, input_ids)) != list(ids):
         raise RenderingMismatch("apply_chat_template tokenized a different text than tmplc rendered "
                          f"({len(input_ids)} vs {len(ids)} tokens)")
-    mask = list(assistant_mask) if assistant_mask is not None else transformers_assistant_mask(enc, spans, len(ids))
+    mask = list(assistant_mask) if assistant_mask is not None else transformers_assistant_mask(char_to_token, spans, len(ids))
     if len(mask) != len(ids):
         raise ValueError(f"assistant mask has {len(mask)} entries for {len(ids)} tokens")
     states = classify_tokens(offsets, spans)
