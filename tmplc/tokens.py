@@ -123,9 +123,6 @@ def load_tokenizer(path: str | Path):
         single = None if (folder / "tokenizer_config.json").is_file() and p.name == "tokenizer.json" else p
     else:
         raise InputError("expected a tokenizer folder, tokenizer.json or tokenizer_config.json", label, 0, 0)
-    for f in ([single] if single else [folder / "tokenizer.json", folder / "tokenizer_config.json"]):
-        if f.is_file():
-            _check_json(f)
     try:
         import transformers
         from transformers.utils import logging as hf_logging
@@ -139,9 +136,10 @@ def load_tokenizer(path: str | Path):
                 tok = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         finally:
             hf_logging.set_verbosity(verbosity)
-    except InputError:
-        raise
     except Exception as exc:  # noqa: BLE001 - any loader failure is bad input, reported in one line
+        for f in ([single] if single else [folder / "tokenizer_config.json", folder / "tokenizer.json"]):
+            if f.is_file():
+                _check_json(f)  # a corrupt file: report its JSON position
         msg = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise InputError(f"cannot load tokenizer: {msg}", label, 0, 0) from None
     if not getattr(tok, "is_fast", False):
