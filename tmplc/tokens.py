@@ -29,6 +29,7 @@ token is never the field's own last character and the bug above hides. Run the t
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from dataclasses import dataclass
@@ -68,6 +69,10 @@ class TokenReport:
             whose stop is ``\\n\\nUser:``, or a turn whose stop token was left to the next message.
         detail: one line about the first problem (token index, id, text, character offsets); "" when
             nothing was lost or added.
+        straddling_detail: the same for the first straddling token; "" when there is none.
+
+    Source of the ideas: transformers' ``apply_chat_template(..., return_assistant_tokens_mask=True)``
+    (what is trained) and TRL's ``is_chat_template_stop_token_trained`` (the stop check).
     """
 
     tokens: int
@@ -183,8 +188,6 @@ def classify_tokens(offsets: Sequence[Span], spans: Sequence[Span]) -> list[str]
         outside: must not be masked), ``"straddling"`` (both) or ``"empty"`` (zero-width offsets:
         no characters, not judged).
     """
-    import bisect
-
     runs = merge_spans(spans)
     starts = [r[0] for r in runs]
     states: list[str] = []
