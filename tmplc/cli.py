@@ -115,7 +115,9 @@ def augment(paths, out, examples, seed, check, as_json, verbose) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True)
 @click.option("--select", multiple=True, help="Only these codes or prefixes (repeatable, comma lists allowed).")
 @click.option("--ignore", multiple=True, help="Skip these codes or prefixes.")
-def lint(paths, training, source_path, fmt, select, ignore) -> None:
+@click.option("--tokenizer", "tokenizer_path", type=click.Path(path_type=Path),
+              help="A tokenizer folder, tokenizer.json or tokenizer_config.json: enables the token rules (TMPL012).")
+def lint(paths, training, source_path, fmt, select, ignore, tokenizer_path) -> None:
     """Check templates: markers present, balanced, visible, masking what the model generates.
 
     Exit 0: no errors (warnings are printed); 1: errors found; 2: usage or unreadable input.
@@ -123,6 +125,15 @@ def lint(paths, training, source_path, fmt, select, ignore) -> None:
 
     split = lambda vals: tuple(v.strip() for val in vals for v in val.split(",") if v.strip())  # noqa: E731
     chosen = catalogue.select(split(select), split(ignore))
+    tokenizer = None
+    if tokenizer_path is not None:  # only then is transformers imported
+        from .tokens import load_tokenizer
+
+        try:
+            tokenizer = load_tokenizer(tokenizer_path)
+        except InputError as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(2)
     diags, texts = [], {}
     for path in discover(list(paths)):
         try:
@@ -133,7 +144,7 @@ def lint(paths, training, source_path, fmt, select, ignore) -> None:
         for src in srcs:
             original, label = source_of(src.path, src.text, source_path)
             texts[src.label] = src.text
-            diags += lint_source(src.text, src.label, chosen, training or None, original, label)
+            diags += lint_source(src.text, src.label, chosen, training or None, original, label, tokenizer)
     if fmt == "json":
         click.echo(format_json(diags))
     elif fmt == "github":

@@ -32,19 +32,22 @@ def suppressions(source: str) -> dict[int, set[str] | None]:
 
 
 def lint_source(source: str, path: str, rules: list[Rule], training: bool | None = None,
-                original: str | None = None, original_label: str | None = None) -> list[Diagnostic]:
+                original: str | None = None, original_label: str | None = None,
+                tokenizer: object | None = None) -> list[Diagnostic]:
     """Run ``rules`` on one template.
 
     Args:
         source: template text. path: label used in diagnostics.
         training: treat as a training template (default: name ends ``_training`` or tmplc header).
         original, original_label: the source template, for the out-of-sync rule.
+        tokenizer: a fast tokenizer (:func:`tmplc.tokens.load_tokenizer`) for the token rules; None
+            skips them (and never imports transformers).
     Returns:
         Diagnostics sorted by position, noqa-suppressed ones removed.
     """
     if training is None:
         training = is_training_path(path) or source.startswith("{# tmplc ")
-    ctx = Context.build(path, source, training, original, original_label)
+    ctx = Context.build(path, source, training, original, original_label, tokenizer)
     found: list[Diagnostic] = []
     for rule in rules:
         if rule.needs_template and ctx.syntax_error is not None:

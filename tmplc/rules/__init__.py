@@ -17,12 +17,14 @@ from .tmpl007_mask_misses_field import MaskMissesField
 from .tmpl008_out_of_sync import OutOfSync
 from .tmpl009_not_prefix_preserving import NotPrefixPreserving
 from .tmpl010_whitespace_hazard import WhitespaceHazard
+from .tmpl011_touching_generation_blocks import TouchingGenerationBlocks
+from .tmpl012_straddling_tokens import StraddlingTokens
 from .tmpl013_markers_in_default_template import MarkersInDefaultTemplate
 
 RULES: list[Rule] = [
     SyntaxError_(), MissingMarkers(), UnbalancedMarkers(), MarkerScope(), MaskCoversPromptCue(),
     MaskMissesStopToken(), MaskCoversOtherRole(), MaskMissesField(), OutOfSync(), NotPrefixPreserving(),
-    WhitespaceHazard(), MarkersInDefaultTemplate(),
+    WhitespaceHazard(), TouchingGenerationBlocks(), StraddlingTokens(), MarkersInDefaultTemplate(),
 ]
 BY_CODE = {r.code: r for r in RULES}
 

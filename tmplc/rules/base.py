@@ -19,6 +19,7 @@ from ..conversations import Case
 from ..errors import InputError
 from ..syntax import LineIndex, Template
 from .masks import MaskAnalysis, analyse
+from .spans import lined_renders
 
 SECTIONS = ("What it does", "Why it matters", "Example", "Use instead", "Fix safety")
 
@@ -50,15 +51,17 @@ class Example:
     training: bool = False
     original: str | None = None  # for rules comparing with a source template
     path: str = "example.jinja"  # the lint label, for rules that depend on where the template lives
+    tokenizer: str | None = None  # a test tokenizer by name ("qwen3", see tests/real_tokenizers.py)
 
 
 def Bad(source: str, line: int | None = None, training: bool = False, original: str | None = None,  # noqa: N802
-        path: str = "example.jinja") -> Example:
-    return Example(source, True, line, training, original, path)
+        path: str = "example.jinja", tokenizer: str | None = None) -> Example:
+    return Example(source, True, line, training, original, path, tokenizer)
 
 
-def Good(source: str, training: bool = False, original: str | None = None, path: str = "example.jinja") -> Example:  # noqa: N802
-    return Example(source, False, None, training, original, path)
+def Good(source: str, training: bool = False, original: str | None = None, path: str = "example.jinja",  # noqa: N802
+         tokenizer: str | None = None) -> Example:
+    return Example(source, False, None, training, original, path, tokenizer)
 
 
 @dataclass
@@ -70,14 +73,16 @@ class Context:
     training: bool = False
     original: Analysed | None = None  # the source template named by the header or --source
     syntax_error: InputError | None = None
+    tokenizer: object | None = None  # a fast tokenizer (``lint --tokenizer``) for the token rules
 
     @classmethod
     def build(cls, path: str, source: str, training: bool = False, original: str | None = None,
-              original_label: str | None = None) -> "Context":
+              original_label: str | None = None, tokenizer: object | None = None) -> "Context":
         """Check syntax with jinja2's parser (no code generation); the lossless CST is built
         only when a rule asks for it, so linting a template without markers stays cheap."""
         ctx = cls(Analysed(source, path), training,
-                  Analysed(original, original_label or "its source") if original is not None else None)
+                  Analysed(original, original_label or "its source") if original is not None else None,
+                  tokenizer=tokenizer)
         if source == "":
             ctx.syntax_error = InputError("empty template", path, 1, 1)
             return ctx
@@ -122,6 +127,11 @@ class Context:
     def probes(self) -> list[Case]:
         """The probe conversations this template accepts (computed once per file)."""
         return self.analysed.probes
+
+    @cached_property
+    def lined_renders(self):
+        """The probes rendered with each generation span's tag line (token rules)."""
+        return lined_renders(self.analysed)
 
     @cached_property
     def masks(self) -> MaskAnalysis:

@@ -1,0 +1,74 @@
+from ..render import has_markers
+from .base import Bad, Context, Good, Rule
+
+_HEAD = "{% for m in messages %}{% if m.role == 'assistant' %}{{ '<|assistant|>\\n' }}"
+_OTHER = "{% else %}{{ '<|' + m.role + '|>\\n' + m.content + '<|end|>\\n' }}{% endif %}{% endfor %}"
+
+
+class TouchingGenerationBlocks(Rule):
+    """Two generation blocks touch: one span ends exactly where the next one starts.
+
+    What it does:
+        Renders the probe conversations and reports a ``{% generation %}`` block whose span starts
+        exactly where the previous span ends, after a character that is not ASCII (every field of
+        the probes ends with a multi-byte character), at the line of the second block's tag.
+
+    Why it matters:
+        transformers maps each span to tokens with ``char_to_token`` at its first and last
+        character. A span that ends inside a character split into several byte tokens (an emoji,
+        CJK extension B) masks only the first of them; the next span starts after that character,
+        so the rest are never trained (Qwen3: 2 of the 3 tokens of a final ``🐱``). A span ending on a
+        combining mark that the tokenizer's NFC merged into the previous character maps to no token
+        and masks to the end of the sequence. The character-level union looks right; the tokens are
+        not. An ASCII character is one byte, never split, so a touch after one is harmless.
+
+    Example:
+        ``{% generation %}{{ m.content }}{% endgeneration %}{% generation %}{{ '<|end|>' }}{% endgeneration %}``
+
+    Use instead:
+        One block for contiguous generated text:
+        ``{% generation %}{{ m.content }}{{ '<|end|>' }}{% endgeneration %}``.
+
+    Fix safety:
+        No automatic fix in lint; merging the two blocks never changes the rendering.
+    """
+
+    code = "TMPL011"
+    name = "touching-generation-blocks"
+    examples = [
+        Bad(_HEAD + "{% generation %}{{ m.content }}{% endgeneration %}\n{% generation %}{{ '<|end|>\\n' }}{% endgeneration %}" + _OTHER,
+            line=2),
+        Good(_HEAD + "{% generation %}{{ m.content }}{{ '<|end|>\\n' }}{% endgeneration %}" + _OTHER),
+        # touching after an ASCII character: never inside a split character
+        Good(_HEAD + "{% generation %}{{ m.content + '<|end|>' }}{% endgeneration %}{% generation %}{{ '\\n' }}{% endgeneration %}" + _OTHER),
+    ]
+
+    def check(self, ctx: Context):
+        if not has_markers(ctx.source):
+            return
+        seen: set[int] = set()
+        for r in ctx.lined_renders:
+            spans = [s for s in r.spans if s[1] > s[0]]
+            for (a, b, line_a), (c, d, line) in zip(spans, spans[1:]):
+                if b != c or r.text[b - 1].isascii() or line in seen:
+                    continue
+                seen.add(line)
+                offset = _line_offset(ctx.source, line)
+                yield self.at(ctx, offset,
+                              f"this generation block starts where the block of line {line_a} ends, after "
+                              f"{r.text[max(a, b - 8):b]!r}: a span ending inside a multi-byte character loses "
+                              f"the rest of its tokens; make contiguous generated text one block "
+                              f"(probe with {len(r.case.messages)} messages)")
+
+
+def _line_offset(source: str, line: int) -> int:
+    """Offset of the first ``generation`` tag on ``line`` (1-based), else of the line."""
+    start = 0
+    for _ in range(line - 1):
+        start = source.index("\n", start) + 1
+    end = source.find("\n", start)
+    end = len(source) if end < 0 else end
+    import re
+
+    m = re.search(r"\{%[-+]?\s*generation\s*[-+]?%\}", source[start:end])
+    return start + (m.start() if m else 0)
