@@ -32,7 +32,7 @@ def main() -> None:
     from hypothesis import HealthCheck, given, seed, settings
     from real_tokenizers import get_tokenizer
 
-    from tmplc.conversations import detect_features
+    from tmplc.probes import detect_features
     from tmplc.strategies import cases, edge_texts
     from tmplc.tokens import RenderingMismatch, check_tokens, plain
 

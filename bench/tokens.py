@@ -70,7 +70,7 @@ def main() -> None:
     from real_tokenizers import get_tokenizer
 
     from tmplc.compiler import verify
-    from tmplc.conversations import detect_features
+    from tmplc.probes import detect_features
     from tmplc.prove import _reproducible
 
     tok = get_tokenizer("qwen3")

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, seed, settings
 
 from conftest import REPO
 from real_tokenizers import get_tokenizer, tokenizer_dir
-from tmplc.conversations import Case, detect_features, wrap
+from tmplc.conversations import Case, wrap
+from tmplc.probes import detect_features
 from tmplc.errors import InputError
 from tmplc.strategies import EDGE_CHARS, cases, edge_texts
 from tmplc.tokens import (RenderingMismatch, check_case_tokens, check_rendering, check_tokens, classify_tokens,
