@@ -13,7 +13,6 @@ POSITION = [
     ("ab", 2, (1, 3), "end-without-final-newline"),
     ("a\r\nb", 1, (1, 2), "cr-is-on-its-line"),
     ("a\r\nb", 3, (2, 1), "crlf-counts-one-line"),
-    ("a\rb", 2, (1, 3), "lone-cr-is-not-a-line-break"),
     ("é😀x", 2, (1, 3), "columns-in-characters"),
     ("\n\n\n", 2, (3, 1), "empty-lines"),
     ("", 0, (1, 1), "empty-source"),
