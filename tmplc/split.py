@@ -45,6 +45,10 @@ def concat_terms(node: Output) -> list[tuple[int, int]] | None:
                 if k == 0 or k == len(sig) - 1:
                     return None
                 cuts.append(k)
+    # `~` binds tighter than `+` in Jinja (`a + b ~ c` is `a + (b ~ c)`): when both occur at the
+    # top level, only the `+` separate terms.
+    if any(sig[k].text == "+" for k in cuts):
+        cuts = [k for k in cuts if sig[k].text == "+"]
     if not cuts:
         return None
     spans = []
