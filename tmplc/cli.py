@@ -1,27 +1,32 @@
-"""Command line: ``tmplc augment PATH... [-o OUT] [--examples N] [--seed S] [--check]``.
+"""Command line: ``tmplc augment PATH... [-o OUT] [--examples N] [--seed S] [--timeout T] [--check]``.
 
-Exit codes: 0 all written (or verified with ``--check``); 1 a proof failed or a template is
-unsupported; 2 bad input (missing, a directory, non-UTF-8, malformed Jinja), reported as one
-line ``path:line:col: message``. Nothing is written unless its proof passed; the original is
-never modified.
+Exit codes: 0 all written (or verified with ``--check``); 1 a proof failed, a template is
+unsupported (a reason code: ``render-timeout``, ``too-deeply-nested``, ``internal-error``...);
+2 bad input or an unusable output path, reported as one line ``path:line:col: message``.
+All or nothing: outputs are written only when every template passed; the inputs are never
+modified. No traceback reaches the user (``--verbose`` shows the one of an internal error).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+import traceback
 from pathlib import Path
 
 import click
 
-from .containers import atomic_write, output_path, read_sources
-from .errors import InputError
+from .containers import Source, atomic_write, plan_outputs, read_sources, write_all
+from .errors import InputError, OutputError, one_line
+
+DEFAULT_TIMEOUT = 120.0  # seconds of rendering per template
 
 
 def _print_failure(console, label: str, result, verbose: bool) -> None:
     from rich.markup import escape  # rich only on the augment path
 
-    console.print(f"[bold red]{escape(label)}: unsupported[/] " + escape(f"[{result.reason}] {result.message}"),
+    console.print(f"[bold red]{escape(one_line(label))}: unsupported[/] " + escape(f"[{result.reason}] {result.message}"),
                   markup=True, highlight=False, soft_wrap=True)
     if result.reason == "internal-error":
         console.print("this is a bug in tmplc: please report it with the template"
@@ -30,10 +35,37 @@ def _print_failure(console, label: str, result, verbose: bool) -> None:
             console.print(result.trace, markup=False, highlight=False)
     f = result.counterexample
     if f is not None and f.case is not None and f.case.messages:
-        console.print("minimal conversation:", highlight=False)
+        console.print("minimal conversation:" if f.kind != "budget" else "conversation being rendered:",
+                      highlight=False)
         console.print(f.case.describe(), markup=False, highlight=False)
         if f.detail and f.kind == "mask":
             console.print(f.detail, markup=False, highlight=False)
+
+
+def contract(command):
+    """Run a command under the CLI contract: :class:`InputError`/:class:`OutputError` exit 2 with
+    their one line; any other exception exits 1 as ``internal-error`` with a hint to report it
+    (its traceback only with ``--verbose`` or ``TMPLC_TRACEBACK=1``)."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (InputError, OutputError) as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(2)
+        except (click.ClickException, click.Abort):
+            raise
+        except (Exception, RecursionError) as exc:  # noqa: BLE001 - the contract: no traceback
+            import os
+
+            if kwargs.get("verbose") or os.environ.get("TMPLC_TRACEBACK"):
+                traceback.print_exc()
+            click.echo(one_line(f"tmplc: internal-error: {type(exc).__name__}: {exc}")
+                       + " (a bug in tmplc: please report it with the input)", err=True)
+            sys.exit(1)
+
+    return run
 
 
 @click.group()
@@ -42,77 +74,100 @@ def main() -> None:
     """tmplc: compile chat templates into proven training templates."""
 
 
+def _read_all(paths) -> list[Source]:
+    """Every template of every path, each checked to parse (bad input ends the run before any
+    proof). Raises :class:`InputError`."""
+    from .analysed import analyse
+    from .errors import NestingError
+
+    sources: list[Source] = []
+    for path in paths:
+        sources += read_sources(Path(path))
+    for src in sources:
+        try:
+            analyse(src.text, src.label)
+        except NestingError:
+            pass  # not bad input: augment reports too-deeply-nested (exit 1)
+    return sources
+
+
+def _record(src: Source, result) -> dict:
+    failed = result.status == "unsupported"
+    return {"path": src.label, "status": result.status, "reason": result.reason if failed else None,
+            "message": result.message if failed else "",
+            "examples": result.report.examples if result.report else 0, "timings": result.timings, "written": None}
+
+
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", "out", type=click.Path(path_type=Path), help="Output file or directory.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", "out", type=click.Path(),
+              help="Output file, or directory (an existing one, or a path ending in '/').")
 @click.option("--examples", default=200, show_default=True, help="Hypothesis examples in the proof.")
 @click.option("--seed", default=0, show_default=True, help="Hypothesis seed (same seed, same file).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds of rendering per template; a template over it is unsupported [render-timeout].")
 @click.option("--check", is_flag=True, help="Prove only; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per template.")
 @click.option("--verbose", is_flag=True, help="Show the traceback of an internal error.")
-def augment(paths, out, examples, seed, check, as_json, verbose) -> None:
-    """Insert {% generation %} markers, prove them, and write NAME_training.jinja."""
+@contract
+def augment(paths, out, examples, seed, timeout, check, as_json, verbose) -> None:
+    """Insert {% generation %} markers, prove them, and write NAME_training.jinja.
+
+    All or nothing: files are written only when every template passed.
+    """
     from rich.console import Console  # rich and the compiler (hypothesis) stay off the lint path
 
     from .compiler import augment as run
 
     console = Console(highlight=False, soft_wrap=True)
-    status = 0
-    sources = []
-    for path in paths:
-        try:
-            sources += read_sources(path)
-        except InputError as exc:
-            click.echo(str(exc), err=True)
-            sys.exit(2)
-    if out is not None and len(sources) > 1 and not out.is_dir():
-        click.echo(f"{out}:0:0: -o must be a directory when several templates are given", err=True)
-        sys.exit(2)
-    for src in sources:
-        name = src.label if src.name else src.path.name
-        try:
-            result = run(src.text, name, examples=examples, seed=seed)
-        except InputError as exc:
-            click.echo(str(exc.with_path(src.label)), err=True)
-            sys.exit(2)
-        failed = result.status == "unsupported"
-        record = {"path": src.label, "status": result.status, "reason": result.reason if failed else None,
-                  "message": result.message if failed else "",
-                  "examples": result.report.examples if result.report else 0, "timings": result.timings}
-        if failed:
-            status = max(status, 1)
-            if as_json:
-                click.echo(json.dumps(record))
-            else:
+    sources = _read_all(paths)
+    dests = [None] * len(sources) if check else plan_outputs(sources, out)
+    records, pending = [], []
+    for src, dest in zip(sources, dests):
+        result = run(src.text, src.label if src.name else src.path.name, examples=examples, seed=seed,
+                     timeout=timeout)
+        records.append(_record(src, result))
+        if result.status == "unsupported":
+            if not as_json:
                 _print_failure(console, src.label, result, verbose)
             continue
-        if result.status == "verified" or check:
-            record["written"] = None
-            if not as_json:
-                what = "markers verified" if result.status == "verified" else "proved (not written: --check)"
-                click.echo(f"{src.label}: {what}; {result.report.examples} examples, seed {seed}")
-        else:
-            dest = output_path(src, out)
-            if dest.resolve() == src.path.resolve():
-                click.echo(f"{dest}:0:0: refusing to overwrite the input", err=True)
-                sys.exit(2)
-            atomic_write(dest, result.text)
-            record["written"] = str(dest)
-            if not as_json:
-                click.echo(f"{src.label}: proved on {result.report.examples} examples (seed {seed}); wrote {dest}")
-        if as_json:
-            click.echo(json.dumps(record))
-    sys.exit(status)
+        if not as_json:
+            what = ("markers verified" if result.status == "verified" else
+                    "proved (not written: --check)" if check else "proved")
+            click.echo(one_line(f"{src.label}: {what}; {result.report.examples} examples, seed {seed}"))
+        if result.status == "proved" and not check:
+            pending.append((len(records) - 1, dest, result.text))
+    failed = sum(r["status"] == "unsupported" for r in records)
+    if failed == 0 and pending:
+        _write(pending, records, as_json)
+    elif failed and pending and not as_json:
+        click.echo(f"nothing written: {failed} of {len(records)} templates failed (all or nothing)")
+    for r in records if as_json else ():
+        click.echo(json.dumps(r))
+    sys.exit(1 if failed else 0)
+
+
+def _write(pending: list, records: list[dict], as_json: bool) -> None:
+    """Write every proved template (:func:`tmplc.containers.write_all`); raises OutputError."""
+    try:
+        write_all([(dest, text) for _, dest, text in pending])
+    except OSError as exc:
+        raise OutputError(f"cannot write: {exc.strerror or exc} (nothing written)", str(exc.filename or pending[0][1])) from None
+    for i, dest, _ in pending:
+        records[i]["written"] = str(dest)
+        if not as_json:
+            click.echo(one_line(f"wrote {dest}"))
 
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--training", is_flag=True, help="Treat every template as a training template.")
-@click.option("--source", "source_path", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--source", "source_path", type=click.Path(path_type=Path),
               help="The original template the training templates were made from.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True)
 @click.option("--select", multiple=True, help="Only these codes or prefixes (repeatable, comma lists allowed).")
 @click.option("--ignore", multiple=True, help="Skip these codes or prefixes.")
+@contract
 def lint(paths, training, source_path, fmt, select, ignore) -> None:
     """Check templates: markers present, balanced, visible, masking what the model generates.
 
@@ -123,14 +178,11 @@ def lint(paths, training, source_path, fmt, select, ignore) -> None:
 
     split = lambda vals: tuple(v.strip() for val in vals for v in val.split(",") if v.strip())  # noqa: E731
     chosen = catalogue.select(split(select), split(ignore))
+    if source_path is not None:
+        read_sources(source_path)  # InputError (exit 2): missing, a directory, unreadable, not UTF-8
     diags, texts = [], {}
     for path in discover(list(paths)):
-        try:
-            srcs = read_sources(path)
-        except InputError as exc:
-            click.echo(str(exc), err=True)
-            sys.exit(2)
-        for src in srcs:
+        for src in read_sources(path):
             original, label = source_of(src.path, src.text, source_path)
             texts[src.label] = src.text
             diags += lint_source(src.text, src.label, chosen, training or None, original, label)
