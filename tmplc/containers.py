@@ -107,8 +107,8 @@ def _json_sources(path: Path, text: str) -> list[Source]:
             raise InputError(f"duplicate chat_template name {json.dumps(name)}", str(path), *where)
         seen[name] = 1
         if not isinstance(item["template"], str):
-            raise InputError(f"chat_template[{i}] ({name}): template is a {type(item['template']).__name__}, "
-                             "not a string", str(path), *where)
+            raise InputError(f"chat_template[{i}] ({name}): template is not a string "
+                             f"({type(item['template']).__name__})", str(path), *where)
         out.append(Source(path, item["template"], name))
     return out
 
@@ -151,7 +151,7 @@ def _check_directory(directory: Path) -> None:
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as exc:
-        raise OutputError(f"directory is not writable ({exc.strerror or exc})", str(directory)) from None
+        raise OutputError(f"cannot create files in this directory ({exc.strerror or exc})", str(directory)) from None
 
 
 def plan_outputs(sources: list[Source], out: str | Path | None) -> list[Path]:
