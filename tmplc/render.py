@@ -402,8 +402,8 @@ def _generate_within(b: Budget, stream: Iterator[str], blocks: list[str], call: 
     b.call = call
     b.check()
     size = 0
-    b.rendering = True
     try:
+        b.rendering = True
         for block in stream:
             blocks.append(block)
             size += len(block)
