@@ -346,3 +346,26 @@ def test_budget_limits_do_not_change_ordinary_renders():
     expected = render(text, [])
     with budget(10):
         assert render(text, []) == expected == ("ababab[1, 1]1024xxx", [])
+
+
+def test_power_and_repetition_are_refused_before_they_are_computed():
+    from tmplc.render import RenderTooLarge, budget, render
+
+    for text in ("{{ 9 ** 9 ** 9 }}", "{{ 'x' * 10 ** 12 }}", "{{ [0] * 10 ** 12 }}"):
+        with pytest.raises(OverflowError):  # an ordinary template error outside a budget (lint)
+            render(text, [])
+        with pytest.raises(RenderTooLarge), budget(10):
+            render(text, [])
+
+
+def test_lone_surrogate_and_overlong_output_name_are_bad_input(tmp_path):
+    cfg = tmp_path / "tokenizer_config.json"
+    cfg.write_text(json.dumps({"chat_template": "{{ '\udcff' }}"}))
+    code, out, err, _ = tmplc("augment", cfg)
+    assert_one_line(code, err)
+    assert "lone surrogate" in err
+    long = tmp_path / ("a" * 240 + ".jinja")
+    long.write_text(CHATML)
+    code, out, err, _ = tmplc("augment", long, "--examples", "5")
+    assert_one_line(code, err)
+    assert "file name too long" in err and "proved" not in out

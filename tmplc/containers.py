@@ -88,7 +88,7 @@ def _json_sources(path: Path, text: str) -> list[Source]:
         raise InputError("invalid JSON: nested too deeply", str(path), 1, 1) from None
     tmpl = cfg.get("chat_template") if isinstance(cfg, dict) else None
     if isinstance(tmpl, str):
-        return [Source(path, tmpl)]
+        return [Source(path, _unicode(tmpl, path, text, '"chat_template"'))]
     if not isinstance(tmpl, list):
         raise InputError("no 'chat_template' string or list of {name, template}", str(path), 1, 1)
     if not tmpl:
@@ -109,8 +109,18 @@ def _json_sources(path: Path, text: str) -> list[Source]:
         if not isinstance(item["template"], str):
             raise InputError(f"chat_template[{i}] ({name}): template is not a string "
                              f"({type(item['template']).__name__})", str(path), *where)
-        out.append(Source(path, item["template"], name))
+        out.append(Source(path, _unicode(item["template"], path, text, json.dumps(name)), name))
     return out
+
+
+def _unicode(template: str, path: Path, text: str, near: str) -> str:
+    """``template`` unless it holds a lone surrogate (``"\\udcff"`` in JSON), which is not text."""
+    try:
+        template.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"template holds a lone surrogate (U+{ord(template[exc.start]):04X}), not valid Unicode",
+                         str(path), *_position(text, near)) from None
+    return template
 
 
 def output_name(src: Source) -> str:
@@ -184,6 +194,8 @@ def plan_outputs(sources: list[Source], out: str | Path | None) -> list[Path]:
             checked.add(parent.resolve())
         if dest.is_dir():
             raise OutputError("is a directory", str(dest))
+        if len(os.fsencode(dest.name)) > 240:  # NAME_MAX is 255, and the temporary file adds 14
+            raise OutputError("file name too long", str(dest))
         if dest.resolve() in inputs:
             raise OutputError("refusing to overwrite the input", str(dest))
         if dest.resolve() in {d.resolve() for d in dests}:

@@ -139,7 +139,6 @@ class _TemplateNamespace(jinja2.utils.Namespace):
 
 
 MAX_RENDER_CHARS = 4_000_000  # characters of one rendering (or of one string/list a template builds)
-_MAX_POWER_BITS = 1_000_000  # ``a ** b`` results larger than this are refused inside a budget
 
 
 class RenderLimit(BaseException):
@@ -247,9 +246,26 @@ def _too_large(size: int, b: Budget) -> RenderTooLarge:
                           f"the limit of {b.max_chars}", b.call)
 
 
+def _binop_size(operator: str, left: Any, right: Any) -> int:
+    """Size of the result of ``left * right`` (a repeated string or list: its length) or
+    ``left ** right`` (integers: its decimal digits), estimated before computing it; 0 otherwise."""
+    if operator == "*" and isinstance(right, (str, list, tuple)):
+        left, right = right, left
+    if operator == "*" and isinstance(left, (str, list, tuple)) and isinstance(right, int):
+        return len(left) * right
+    if operator == "**" and type(left) is int and type(right) is int and abs(left) > 1 and right > 0:
+        return int(right * math.log10(abs(left))) + 1
+    return 0
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """transformers' sandbox, plus the :func:`budget` checks: the deadline at every call, and
-    the size of ``*`` and ``**`` results (jinja2's documented ``intercepted_binops`` hook)."""
+    the size of ``*`` and ``**`` results (jinja2's documented ``intercepted_binops`` hook).
+
+    A ``*`` or ``**`` result over :data:`MAX_RENDER_CHARS` characters (or digits) is refused
+    before it is computed: :class:`RenderTooLarge` inside a budget, else ``OverflowError`` (a
+    template error, like jinja2's own ``MAX_RANGE``), so ``{{ 9 ** 9 ** 9 }}`` cannot hang lint.
+    """
 
     intercepted_binops = frozenset({"*", "**"})
 
@@ -260,16 +276,12 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super().call(__context, __obj, *args, **kwargs)
 
     def call_binop(self, context, operator, left, right):
+        size = _binop_size(operator, left, right)
         b = _BUDGET.get()
-        if b is not None:
-            if operator == "*" and isinstance(right, (str, list, tuple)):
-                left, right = right, left
-            if operator == "*" and isinstance(left, (str, list, tuple)) and isinstance(right, int) \
-                    and len(left) * right > b.max_chars:
-                raise _too_large(len(left) * right, b)
-            if operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1 \
-                    and right * math.log2(abs(left)) > _MAX_POWER_BITS:
-                raise _too_large(int(right * math.log2(abs(left)) / 3.32), b)
+        if size > (b.max_chars if b is not None else MAX_RENDER_CHARS):
+            if b is not None:
+                raise _too_large(size, b)
+            raise OverflowError(f"the result of {operator} would have {size} characters (limit {MAX_RENDER_CHARS})")
         return super().call_binop(context, operator, left, right)
 
 
