@@ -264,7 +264,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     A ``*`` or ``**`` result over :data:`MAX_RENDER_CHARS` characters (or digits) is refused
     before it is computed: :class:`RenderTooLarge` inside a budget, else ``OverflowError`` (a
-    template error, like jinja2's own ``MAX_RANGE``), so ``{{ 9 ** 9 ** 9 }}`` cannot hang lint.
+    template error, like jinja2's own ``MAX_RANGE``), so ``{{ 9 ** (9 ** 9) }}`` cannot hang lint.
     """
 
     intercepted_binops = frozenset({"*", "**"})
