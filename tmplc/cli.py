@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -56,9 +57,7 @@ def contract(command):
             sys.exit(2)
         except (click.ClickException, click.Abort):
             raise
-        except (Exception, RecursionError) as exc:  # noqa: BLE001 - the contract: no traceback
-            import os
-
+        except Exception as exc:  # noqa: BLE001 - the contract: no traceback
             if kwargs.get("verbose") or os.environ.get("TMPLC_TRACEBACK"):
                 traceback.print_exc()
             click.echo(one_line(f"tmplc: internal-error: {type(exc).__name__}: {exc}")
@@ -152,7 +151,8 @@ def _write(pending: list, records: list[dict], as_json: bool) -> None:
     try:
         write_all([(dest, text) for _, dest, text in pending])
     except OSError as exc:
-        raise OutputError(f"cannot write: {exc.strerror or exc} (nothing written)", str(exc.filename or pending[0][1])) from None
+        raise OutputError(f"cannot write: {exc.strerror or exc} (nothing written)",
+                          str(exc.filename or pending[0][1])) from None
     for i, dest, _ in pending:
         records[i]["written"] = str(dest)
         if not as_json:
