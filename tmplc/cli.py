@@ -211,15 +211,19 @@ def rule(code) -> None:
 
 
 @main.command()
-@click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--examples", default=40, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--report", type=click.Path(path_type=Path), help="Write the machine-readable JSON report here.")
 @click.option("--markdown", type=click.Path(path_type=Path), help="Write the coverage table (docs/coverage.md) here.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Worker processes [default: one per core].")
+@contract
 def corpus(directory, examples, seed, report, markdown, jobs) -> None:
     """Run augment --check over every *.jinja in DIRECTORY and print the outcome counts."""
     from . import corpus as c  # imports the compiler (hypothesis)
+
+    if not directory.is_dir():
+        raise InputError("not a directory" if directory.exists() else "no such directory", str(directory), 0, 0)
 
     rows = c.run(directory, examples, seed, jobs)
     s = c.summary(rows)
