@@ -369,3 +369,16 @@ def test_lone_surrogate_and_overlong_output_name_are_bad_input(tmp_path):
     code, out, err, _ = tmplc("augment", long, "--examples", "5")
     assert_one_line(code, err)
     assert "file name too long" in err and "proved" not in out
+
+
+def test_lint_budget_stops_a_hostile_training_template(monkeypatch):
+    """A template with markers is rendered by the mask rules: a loop that never ends is cut off."""
+    from tmplc import lint, rules
+
+    monkeypatch.setattr(lint, "LINT_TIMEOUT", 1.0)
+    training = (REPO / "templates" / "chatml_training.jinja").read_text(encoding="utf-8")
+    hostile = "{% set r = range(100000) %}{% for i in r %}{% for j in r %}{% endfor %}{% endfor %}" + training
+    t0 = time.monotonic()
+    diags = lint.lint_source(hostile, "x_training.jinja", rules.select((), ()), True)
+    assert time.monotonic() - t0 < 30
+    assert any("not checked: render-timeout" in d.message and d.severity == "error" for d in diags), diags
