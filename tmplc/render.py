@@ -187,6 +187,7 @@ class Budget:
     expired: bool = False
 
     def timeout(self) -> RenderTimeout:
+        """The :class:`RenderTimeout` to raise, naming the render in progress."""
         return RenderTimeout(f"rendering exceeded the time budget of {self.seconds:g} s", self.call)
 
     def check(self) -> None:
@@ -270,12 +271,15 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**"})
 
     def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - jinja2's signature
+        """jinja2's sandboxed call, after checking the budget's deadline (raises RenderTimeout)."""
         b = _BUDGET.get()
         if b is not None:
             b.check()
         return super().call(__context, __obj, *args, **kwargs)
 
     def call_binop(self, context, operator, left, right):
+        """``left * right`` or ``left ** right``, refused when the result would exceed the size
+        limit (RenderTooLarge in a budget, else OverflowError)."""
         size = _binop_size(operator, left, right)
         b = _BUDGET.get()
         if size > (b.max_chars if b is not None else MAX_RENDER_CHARS):
