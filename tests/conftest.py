@@ -15,6 +15,9 @@ settings.register_profile("ci", max_examples=25, deadline=None, suppress_health_
                           derandomize=True, database=None)
 settings.register_profile("dev", max_examples=100, deadline=None, suppress_health_check=list(HealthCheck),
                           database=None)
+# The long fuzz run of tests/test_fuzz.py: HYPOTHESIS_PROFILE=fuzz python -m pytest -q -s tests/test_fuzz.py
+settings.register_profile("fuzz", max_examples=300, deadline=None, suppress_health_check=list(HealthCheck),
+                          database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 # Proof examples per augment in tests (the CLI default is 200).

@@ -7,18 +7,35 @@ computed on first use (lint of a template without markers never builds the lossl
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import cached_property
+from typing import Iterator
 
 import jinja2
 from jinja2 import meta, nodes
 
 from .conversations import Case
+from .errors import NestingError
 from .oracle import Oracle
 from .probes import THINKING_KWARGS, Features, detect_features, probe_cases, with_prefixes
 from .render import environment, has_markers, jinja_error
 from .syntax import Template, parse
 from .trace import Instrumented, instrument
 from .verification import Renderings
+
+
+@contextmanager
+def _nesting_limit(label: str) -> Iterator[None]:
+    """Turn the errors of a template nested beyond what jinja2's recursive parser, its code
+    generator or Python's compiler handle (``RecursionError``, ``too many levels of indentation``,
+    ``too many statically nested blocks``) into :class:`NestingError` at ``label``."""
+    try:
+        yield
+    except RecursionError:
+        raise NestingError("nested too deeply for jinja2 (maximum recursion depth exceeded)", label, 1, 1) from None
+    except (SyntaxError, MemoryError) as exc:  # Python's compiler rejects jinja2's generated code
+        raise NestingError(f"nested too deeply for jinja2 to compile ({getattr(exc, 'msg', None) or exc})",
+                           label, 1, 1) from None
 
 
 class Analysed:
@@ -29,7 +46,9 @@ class Analysed:
         label: where it came from, for ``label:line:col`` messages (a path or a virtual path).
 
     The properties raise :class:`tmplc.errors.InputError` for malformed Jinja: ``ast`` and
-    ``compiled`` with jinja2's line, ``template`` (the lossless CST) with line and column.
+    ``compiled`` with jinja2's line, ``template`` (the lossless CST) with line and column; its
+    subclass :class:`tmplc.errors.NestingError` for a template nested too deeply to parse or
+    compile.
     """
 
     def __init__(self, source: str, label: str = "<string>"):
@@ -49,7 +68,8 @@ class Analysed:
     def ast(self) -> nodes.Template:
         """jinja2's AST, parsed once in the transformers environment."""
         try:
-            return environment().parse(self.source)
+            with _nesting_limit(self.label):
+                return environment().parse(self.source)
         except jinja2.TemplateSyntaxError as exc:
             raise jinja_error(exc, self.source, self.label) from None
 
@@ -57,14 +77,16 @@ class Analysed:
     def compiled(self) -> jinja2.Template:
         """The template compiled from :attr:`ast` (jinja2 parses the text once)."""
         try:
-            return environment().from_string(self.ast)
+            with _nesting_limit(self.label):
+                return environment().from_string(self.ast)
         except jinja2.TemplateSyntaxError as exc:  # rejected by jinja2's compiler, not its parser
             raise jinja_error(exc, self.source, self.label) from None
 
     @cached_property
     def template(self) -> Template:
         """The lossless concrete syntax tree."""
-        return parse(self.source, self.label)
+        with _nesting_limit(self.label):
+            return parse(self.source, self.label)
 
     @cached_property
     def thinking(self) -> tuple[str, ...]:

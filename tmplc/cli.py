@@ -1,29 +1,36 @@
-"""Command line: ``tmplc augment PATH... [-o OUT] [--examples N] [--seed S] [--check]``.
+"""Command line: ``tmplc augment PATH... [-o OUT] [--examples N] [--seed S] [--timeout T] [--check]``.
 
-Exit codes: 0 all written (or verified with ``--check``); 1 a proof failed or a template is
-unsupported; 2 bad input (missing, a directory, non-UTF-8, malformed Jinja), reported as one
-line ``path:line:col: message``. Nothing is written unless its proof passed; the original is
-never modified.
+Exit codes: 0 all written (or verified with ``--check``); 1 a proof failed, a template is
+unsupported (a reason code: ``render-timeout``, ``too-deeply-nested``, ``internal-error``...);
+2 bad input or an unusable output path, reported as one line ``path:line:col: message``.
+All or nothing: outputs are written only when every template passed; the inputs are never
+modified. No traceback reaches the user (``--verbose`` shows the one of an internal error).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import click
 
 from . import rules as catalogue
-from .containers import atomic_write, output_path, read_sources
-from .errors import InputError
+from .analysed import Analysed, analyse
+from .containers import Source, atomic_write, plan_outputs, read_sources, write_all
+from .errors import InputError, NestingError, NotProved, OutputError, one_line
 from .lint import discover, format_github, format_json, format_text, lint_source, source_of
+
+DEFAULT_TIMEOUT = 120.0  # seconds of rendering per template
 
 
 def _print_failure(console, label: str, result, verbose: bool) -> None:
     from rich.markup import escape  # rich only on the augment path
 
-    console.print(f"[bold red]{escape(label)}: unsupported[/] " + escape(f"[{result.reason}] {result.message}"),
+    console.print(f"[bold red]{escape(one_line(label))}: unsupported[/] " + escape(f"[{result.reason}] {result.message}"),
                   markup=True, highlight=False, soft_wrap=True)
     if result.reason == "internal-error":
         console.print("this is a bug in tmplc: please report it with the template"
@@ -32,10 +39,39 @@ def _print_failure(console, label: str, result, verbose: bool) -> None:
             console.print(result.trace, markup=False, highlight=False)
     f = result.counterexample
     if f is not None and f.case is not None and f.case.messages:
-        console.print("minimal conversation:", highlight=False)
+        console.print("minimal conversation:" if f.kind != "budget" else "conversation being rendered:",
+                      highlight=False)
         console.print(f.case.describe(), markup=False, highlight=False)
         if f.detail and f.kind == "mask":
             console.print(f.detail, markup=False, highlight=False)
+
+
+def contract(command):
+    """Run a command under the CLI contract: :class:`InputError`/:class:`OutputError` exit 2 with
+    their one line, :class:`NotProved` exits 1 with its one line; any other exception exits 1 as
+    ``internal-error`` with a hint to report it (its traceback only with ``--verbose`` or
+    ``TMPLC_TRACEBACK=1``)."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (InputError, OutputError) as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(2)
+        except NotProved as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(1)
+        except (click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the contract: no traceback
+            if kwargs.get("verbose") or os.environ.get("TMPLC_TRACEBACK"):
+                traceback.print_exc()
+            click.echo(one_line(f"tmplc: internal-error: {type(exc).__name__}: {exc}")
+                       + " (a bug in tmplc: please report it with the input)", err=True)
+            sys.exit(1)
+
+    return run
 
 
 @click.group()
@@ -44,104 +80,122 @@ def main() -> None:
     """tmplc: compile chat templates into proven training templates."""
 
 
+def _read_all(paths) -> list[tuple[Source, Analysed | str]]:
+    """Every template of every path, each analysed (bad input ends the run before any proof; the
+    analysis is handed to augment, not redone). Raises :class:`InputError`."""
+    sources: list[Source] = []
+    for path in paths:
+        sources += read_sources(Path(path))
+    out: list[tuple[Source, Analysed | str]] = []
+    for src in sources:
+        name = src.label if src.name else src.path.name
+        try:
+            out.append((src, analyse(src.text, name)))
+        except NestingError:
+            out.append((src, src.text))  # not bad input: augment reports too-deeply-nested (exit 1)
+        except InputError as exc:
+            raise exc.with_path(src.label) from None
+    return out
+
+
+def _record(src: Source, result) -> dict:
+    failed = result.status == "unsupported"
+    return {"path": src.label, "status": result.status, "reason": result.reason if failed else None,
+            "message": result.message if failed else "",
+            "examples": result.report.examples if result.report else 0, "timings": result.timings, "written": None}
+
+
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", "out", type=click.Path(path_type=Path), help="Output file or directory.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", "out", type=click.Path(),
+              help="Output file, or directory (an existing one, or a path ending in '/').")
 @click.option("--examples", default=200, show_default=True, help="Hypothesis examples in the proof.")
 @click.option("--seed", default=0, show_default=True, help="Hypothesis seed (same seed, same file).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds of rendering per template; a template over it is unsupported [render-timeout].")
 @click.option("--check", is_flag=True, help="Prove only; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per template.")
 @click.option("--verbose", is_flag=True, help="Show the traceback of an internal error.")
-def augment(paths, out, examples, seed, check, as_json, verbose) -> None:
-    """Insert {% generation %} markers, prove them, and write NAME_training.jinja."""
+@contract
+def augment(paths, out, examples, seed, timeout, check, as_json, verbose) -> None:
+    """Insert {% generation %} markers, prove them, and write NAME_training.jinja.
+
+    All or nothing: files are written only when every template passed.
+    """
     from rich.console import Console  # rich and the compiler (hypothesis) stay off the lint path
 
     from .compiler import augment as run
 
     console = Console(highlight=False, soft_wrap=True)
-    status = 0
-    sources = []
-    for path in paths:
-        try:
-            sources += read_sources(path)
-        except InputError as exc:
-            click.echo(str(exc), err=True)
-            sys.exit(2)
-    if out is not None and len(sources) > 1 and not out.is_dir():
-        click.echo(f"{out}:0:0: -o must be a directory when several templates are given", err=True)
-        sys.exit(2)
-    for src in sources:
-        name = src.label if src.name else src.path.name
-        try:
-            result = run(src.text, name, examples=examples, seed=seed)
-        except InputError as exc:
-            click.echo(str(exc.with_path(src.label)), err=True)
-            sys.exit(2)
-        failed = result.status == "unsupported"
-        record = {"path": src.label, "status": result.status, "reason": result.reason if failed else None,
-                  "message": result.message if failed else "",
-                  "examples": result.report.examples if result.report else 0, "timings": result.timings}
-        if failed:
-            status = max(status, 1)
-            if as_json:
-                click.echo(json.dumps(record))
-            else:
+    analysed = _read_all(paths)
+    sources = [src for src, _ in analysed]
+    dests = [None] * len(sources) if check else plan_outputs(sources, out)
+    records, pending = [], []
+    for (src, template), dest in zip(analysed, dests):
+        result = run(template, src.label if src.name else src.path.name, examples=examples, seed=seed,
+                     timeout=timeout)
+        records.append(_record(src, result))
+        if result.status == "unsupported":
+            if not as_json:
                 _print_failure(console, src.label, result, verbose)
             continue
-        if result.status == "verified" or check:
-            record["written"] = None
-            if not as_json:
-                what = "markers verified" if result.status == "verified" else "proved (not written: --check)"
-                click.echo(f"{src.label}: {what}; {result.report.examples} examples, seed {seed}")
-        else:
-            dest = output_path(src, out)
-            if dest.resolve() == src.path.resolve():
-                click.echo(f"{dest}:0:0: refusing to overwrite the input", err=True)
-                sys.exit(2)
-            atomic_write(dest, result.text)
-            record["written"] = str(dest)
-            if not as_json:
-                click.echo(f"{src.label}: proved on {result.report.examples} examples (seed {seed}); wrote {dest}")
-        if as_json:
-            click.echo(json.dumps(record))
-    sys.exit(status)
+        if not as_json:
+            what = ("markers verified" if result.status == "verified" else
+                    "proved (not written: --check)" if check else "proved")
+            click.echo(one_line(f"{src.label}: {what}; {result.report.examples} examples, seed {seed}"))
+        if result.status == "proved" and not check:
+            pending.append((len(records) - 1, dest, result.text))
+    failed = sum(r["status"] == "unsupported" for r in records)
+    if failed == 0 and pending:
+        _write(pending, records, as_json)
+    elif failed and pending and not as_json:
+        click.echo(f"nothing written: {failed} of {len(records)} templates failed (all or nothing)")
+    for r in records if as_json else ():
+        click.echo(json.dumps(r))
+    sys.exit(1 if failed else 0)
+
+
+def _write(pending: list, records: list[dict], as_json: bool) -> None:
+    """Write every proved template (:func:`tmplc.containers.write_all`); raises OutputError."""
+    try:
+        write_all([(dest, text) for _, dest, text in pending])
+    except OSError as exc:
+        raise OutputError(f"cannot write: {exc.strerror or exc} (nothing written)",
+                          str(exc.filename or pending[0][1])) from None
+    for i, dest, _ in pending:
+        records[i]["written"] = str(dest)
+        if not as_json:
+            click.echo(one_line(f"wrote {dest}"))
 
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--training", is_flag=True, help="Treat every template as a training template.")
-@click.option("--source", "source_path", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--source", "source_path", type=click.Path(path_type=Path),
               help="The original template the training templates were made from.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True)
 @click.option("--select", multiple=True, help="Only these codes or prefixes (repeatable, comma lists allowed).")
 @click.option("--ignore", multiple=True, help="Skip these codes or prefixes.")
 @click.option("--tokenizer", "tokenizer_path", type=click.Path(path_type=Path),
               help="A tokenizer folder, tokenizer.json or tokenizer_config.json: enables the token rules (TMPL012).")
+@contract
 def lint(paths, training, source_path, fmt, select, ignore, tokenizer_path) -> None:
     """Check templates: markers present, balanced, visible, masking what the model generates.
 
     Exit 0: no errors (warnings are printed); 1: errors found; 2: usage or unreadable input.
     """
-
     split = lambda vals: tuple(v.strip() for val in vals for v in val.split(",") if v.strip())  # noqa: E731
     chosen = catalogue.select(split(select), split(ignore))
+    if source_path is not None:
+        read_sources(source_path)  # InputError (exit 2): missing, a directory, unreadable, not UTF-8
     tokenizer = None
-    if tokenizer_path is not None:  # only then is transformers imported
-        from .tokens import load_tokenizer
+    if tokenizer_path is not None:
+        from .tokens import load_tokenizer  # transformers only with --tokenizer, never on plain lint
 
-        try:
-            tokenizer = load_tokenizer(tokenizer_path)
-        except InputError as exc:
-            click.echo(str(exc), err=True)
-            sys.exit(2)
+        tokenizer = load_tokenizer(tokenizer_path)
     diags, texts = [], {}
     for path in discover(list(paths)):
-        try:
-            srcs = read_sources(path)
-        except InputError as exc:
-            click.echo(str(exc), err=True)
-            sys.exit(2)
-        for src in srcs:
+        for src in read_sources(path):
             original, label = source_of(src.path, src.text, source_path)
             texts[src.label] = src.text
             diags += lint_source(src.text, src.label, chosen, training or None, original, label, tokenizer)
@@ -174,11 +228,12 @@ def rule(code) -> None:
 @click.option("--html", "html_out", type=click.Path(path_type=Path), help="Also write a self-contained HTML page.")
 @click.option("--examples", default=50, show_default=True, help="Proof examples when TEMPLATE is an original.")
 @click.option("--seed", default=0, show_default=True)
+@contract
 def show(template, conversation, html_out, examples, seed) -> None:
     """Render a conversation and show the assistant mask (masked text, prompt cue, stop token)."""
     from .show import run_show  # imports the compiler (hypothesis): off the lint path
 
-    sys.exit(run_show(template, conversation, html_out, examples, seed))
+    run_show(template, conversation, html_out, examples, seed)
 
 
 @main.group()
@@ -190,11 +245,12 @@ def export() -> None:
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("--examples", default=200, show_default=True, help="Hypothesis examples in the proof.")
 @click.option("--seed", default=0, show_default=True)
+@contract
 def export_hub(model_dir, examples, seed) -> None:
     """Write MODEL_DIR/additional_chat_templates/training.jinja; the default template is untouched."""
     from .export import run_export_hub  # imports the compiler (hypothesis)
 
-    sys.exit(run_export_hub(model_dir, examples, seed))
+    run_export_hub(model_dir, examples, seed)
 
 
 @export.command("trl")
@@ -205,23 +261,28 @@ def export_hub(model_dir, examples, seed) -> None:
 @click.option("--pr-out", type=click.Path(path_type=Path), help="PR description (default: ./NAME_PR.md).")
 @click.option("--examples", default=200, show_default=True)
 @click.option("--seed", default=0, show_default=True)
+@contract
 def export_trl(checkout, name, template, pr_out, examples, seed) -> None:
     """Write trl/chat_templates/NAME.jinja + NAME_training.jinja and a PR description."""
     from .export import run_export_trl  # imports the compiler (hypothesis)
 
-    sys.exit(run_export_trl(checkout, name, template, pr_out, examples, seed))
+    run_export_trl(checkout, name, template, pr_out, examples, seed)
 
 
 @main.command()
-@click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--examples", default=40, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--report", type=click.Path(path_type=Path), help="Write the machine-readable JSON report here.")
 @click.option("--markdown", type=click.Path(path_type=Path), help="Write the coverage table (docs/coverage.md) here.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Worker processes [default: one per core].")
+@contract
 def corpus(directory, examples, seed, report, markdown, jobs) -> None:
     """Run augment --check over every *.jinja in DIRECTORY and print the outcome counts."""
     from . import corpus as c  # imports the compiler (hypothesis)
+
+    if not directory.is_dir():
+        raise InputError("not a directory" if directory.exists() else "no such directory", str(directory), 0, 0)
 
     rows = c.run(directory, examples, seed, jobs)
     s = c.summary(rows)

@@ -13,10 +13,12 @@ import traceback
 from dataclasses import dataclass, field
 
 from .analysed import Analysed, analyse
+from .errors import InputError, NestingError
 from .plan import Region
 from .probes import Features, with_prefixes
-from .prove import Failure, FailureKind, ProofReport, prove
+from .prove import Failure, FailureKind, ProofReport, limit_failure, prove
 from .reasons import CannotAugment, Reason
+from .render import RenderLimit, budget
 from .rewrite import header, rewrite
 
 MAX_ROUNDS = 3  # counterexample-guided rounds: locate again with the failing conversation
@@ -87,7 +89,8 @@ class _Clock:
         self.timings[self._stage] = self.timings.get(self._stage, 0.0) + time.perf_counter() - self._t0
 
 
-def augment(source: str | Analysed, name: str = "<string>", examples: int = 200, seed: int = 0) -> AugmentResult:
+def augment(source: str | Analysed, name: str = "<string>", examples: int = 200, seed: int = 0,
+            timeout: float | None = None) -> AugmentResult:
     """Compile a chat template into its training variant and prove it.
 
     Args:
@@ -95,22 +98,44 @@ def augment(source: str | Analysed, name: str = "<string>", examples: int = 200,
         name: shown in the written header and in error positions (usually the source file name).
         examples: hypothesis examples for the proof.
         seed: hypothesis seed; the same seed gives the same result.
+        timeout: wall-clock seconds for every render of this template together (analysis,
+            locate and proof; :func:`tmplc.render.budget`); None: no time limit. Renderings
+            are limited to :data:`tmplc.render.MAX_RENDER_CHARS` characters either way.
 
     Returns:
         :class:`Proved`, :class:`Verified` or :class:`Unsupported`; never raises for a template
-        it cannot handle, including tmplc's own internal errors (``Reason.INTERNAL_ERROR``).
+        it cannot handle: a render over the budget is ``Reason.RENDER_TIMEOUT`` or
+        ``RENDER_TOO_LARGE`` (with the conversation), a template nested too deeply
+        ``TOO_DEEPLY_NESTED``, tmplc's own errors ``INTERNAL_ERROR``.
 
     Raises:
         InputError: malformed Jinja (``name:line:col: message``).
     """
     clock = _Clock()
-    with clock("parse"):
-        original = analyse(source, name) if isinstance(source, str) else source
-    try:
-        return _augment(original, name, examples, seed, clock)
-    except Exception as exc:  # noqa: BLE001 - fail closed: an internal error is an outcome
-        return Unsupported(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", timings=clock.timings,
-                           trace=traceback.format_exc())
+    original = None
+    with budget(timeout):
+        try:
+            with clock("parse"):
+                original = analyse(source, name) if isinstance(source, str) else source
+            return _augment(original, name, examples, seed, clock)
+        except InputError as exc:
+            if original is None and not isinstance(exc, NestingError):
+                raise  # malformed Jinja in the input; after analysis, an InputError is tmplc's bug
+            return _failed(exc, clock)
+        except (RenderLimit, Exception) as exc:  # noqa: BLE001 - fail closed: errors are outcomes
+            return _failed(exc, clock)
+
+
+def _failed(exc: BaseException, clock: _Clock) -> Unsupported:
+    """The :class:`Unsupported` outcome of an exception that ended :func:`augment`."""
+    if isinstance(exc, NestingError):
+        return Unsupported(Reason.TOO_DEEPLY_NESTED, str(exc), timings=clock.timings)
+    if isinstance(exc, RenderLimit):
+        failure = limit_failure(exc)
+        return Unsupported(Reason(exc.reason), failure.message, failure, timings=clock.timings)
+    reason = Reason.TOO_DEEPLY_NESTED if isinstance(exc, RecursionError) else Reason.INTERNAL_ERROR
+    return Unsupported(reason, f"{type(exc).__name__}: {exc}", timings=clock.timings,
+                       trace="".join(traceback.format_exception(exc)))
 
 
 def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Clock) -> AugmentResult:
@@ -118,10 +143,11 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
     if original.has_markers:
         with clock("proof"):
             existing = prove(original, original, examples, seed)
-        if existing.failure is None:
+        failure = existing.failure
+        if failure is None:
             return Verified(original.source, existing, features, clock.timings)
-        return Unsupported(Reason.PROOF_FAILED, existing.failure.message, existing.failure, existing, features,
-                           clock.timings)
+        reason = failure.reason if failure.kind is FailureKind.BUDGET and failure.reason else Reason.PROOF_FAILED
+        return Unsupported(reason, failure.message, failure, existing, features, clock.timings)
     cases = list(original.probes_and_prefixes)
     last_failure: Failure | None = None
     report: ProofReport | None = None
@@ -134,7 +160,11 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
             return Unsupported(exc.reason, exc.message, cex, report, features, clock.timings)
         with clock("rewrite"):
             training = Analysed(header(name, examples, seed) + body, name)
-            training.compiled  # noqa: B018 - an uncompilable rewrite is an internal error
+            try:
+                training.compiled  # noqa: B018 - any other uncompilable rewrite is an internal error
+            except NestingError as exc:
+                return Unsupported(Reason.TOO_DEEPLY_NESTED, f"the training template (markers add a level) is "
+                                   f"{exc.message}", None, report, features, clock.timings)
         with clock("proof"):
             report = prove(original, training, examples, seed)
         failure = report.failure
@@ -145,7 +175,7 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
         if failure is None:
             return Proved(training.source, report, tuple(regions), features, clock.timings)
         last_failure = failure
-        if failure.kind is FailureKind.ORACLE:
+        if failure.kind in (FailureKind.ORACLE, FailureKind.BUDGET):
             return Unsupported(failure.reason or Reason.PROOF_FAILED, failure.message, failure, report, features,
                                clock.timings)
         # Counterexample-guided: learn from the failing conversation and locate again.
@@ -154,12 +184,15 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
     return Unsupported(Reason.PROOF_FAILED, last_failure.message, last_failure, report, features, clock.timings)
 
 
-def verify(original: str, training: str, examples: int = 200, seed: int = 0) -> ProofReport:
+def verify(original: str, training: str, examples: int = 200, seed: int = 0,
+           timeout: float | None = None) -> ProofReport:
     """Prove that ``training`` renders like ``original`` and masks what the model generates.
 
     Args:
         original: the shipped template. training: a template with ``{% generation %}`` markers.
         examples, seed: hypothesis examples and seed.
+        timeout: seconds for the proof's renders (None: no time limit); a render over the budget
+            is the report's failure (``FailureKind.BUDGET``).
 
     Returns:
         :class:`tmplc.prove.ProofReport`.
@@ -167,7 +200,7 @@ def verify(original: str, training: str, examples: int = 200, seed: int = 0) -> 
     Raises:
         InputError: either template is malformed Jinja.
     """
-    return prove(analyse(original, "original"), analyse(training, "training"), examples, seed)
+    return prove(analyse(original, "original"), analyse(training, "training"), examples, seed, timeout)
 
 
 __all__ = ["AugmentResult", "Proved", "Unsupported", "Verified", "augment", "verify"]

@@ -26,11 +26,11 @@ from . import __version__
 from .analysed import Analysed
 from .compiler import Proved, Unsupported, Verified, augment
 from .prove import ProofReport
-from .containers import atomic_write, read_sources
-from .errors import InputError
+from .containers import read_sources, write_all
+from .errors import InputError, NotProved, OutputError
 from .render import GENERATION_RE, has_markers
 from .verification import Outcome, Rendered, Renderings, check_renderings, mask_of, same_rendering
-from .show import Unproved, mark_text, mask_view, read_template, sample_case
+from .show import mark_text, mask_view, read_template, sample_case
 
 DEFAULT_FILE = "chat_template.jinja"
 CONFIG_FILE = "tokenizer_config.json"
@@ -59,14 +59,14 @@ def _prove(source: str, name: str, label: str, examples: int, seed: int):
     """Augment and prove ``source`` (``name`` goes in the written header, ``label`` in errors).
 
     Raises:
-        InputError: malformed Jinja (exit 2). Unproved: no proved placement (exit 1).
+        InputError: malformed Jinja (exit 2). NotProved: no proved placement (exit 1).
     """
     try:
         result = augment(source, name, examples=examples, seed=seed)
     except InputError as exc:
         raise exc.with_path(label) from None
     if isinstance(result, Unsupported):
-        raise Unproved(label, result.reason, result.message.split("\n")[0])
+        raise NotProved(label, result.reason, result.message.split("\n")[0])
     return result
 
 
@@ -90,21 +90,31 @@ def _check_writable(paths) -> None:
     """Refuse before writing anything: a target that is a directory, or under a file."""
     for path in paths:
         if path.is_dir():
-            raise InputError("is a directory (expected a file to write)", str(path), 0, 0)
+            raise OutputError("is a directory (expected a file to write)", str(path))
         for parent in path.parents:
             if parent.exists():
                 if not parent.is_dir():
-                    raise InputError(f"cannot write: {parent} is not a directory", str(path), 0, 0)
+                    raise OutputError(f"cannot write: {parent} is not a directory", str(path))
                 break
 
 
 def _commit(export: Export) -> Export:
+    """Write the files that change, all or nothing (:func:`tmplc.containers.write_all`).
+
+    Raises:
+        OutputError: a target cannot be written (nothing is written then).
+    """
     _check_writable(export.files)
     for path, text in export.files.items():
         if _same(path, text):
             export.unchanged.append(path)
-    for path in export.changed:
-        atomic_write(path, export.files[path])
+    try:
+        for path in {p.parent for p in export.changed}:
+            path.mkdir(parents=True, exist_ok=True)
+        write_all([(path, export.files[path]) for path in export.changed])
+    except OSError as exc:
+        raise OutputError(f"cannot write: {exc.strerror or exc} (nothing written)",
+                          str(exc.filename or next(iter(export.files), ""))) from None
     return export
 
 
@@ -164,7 +174,7 @@ def export_hub(model_dir: Path, examples: int = 200, seed: int = 0) -> Export:
     rewritten (``Export.unchanged``).
 
     Raises:
-        InputError: bad folder or template (exit 2). Unproved: the proof failed (exit 1).
+        InputError: bad folder or template (exit 2). NotProved: the proof failed (exit 1).
     """
     default, label, copies = model_templates(model_dir)
     result = _prove(default, DEFAULT_FILE, label, examples, seed)
@@ -372,7 +382,7 @@ def export_trl(checkout: Path, name: str, template: Path, pr_out: Path | None = 
         ``(export, pr_path, pr_text)``.
     Raises:
         InputError: not a TRL checkout, bad name, unreadable/malformed template, or a template
-        that already has markers (exit 2). Unproved: the proof failed (exit 1).
+        that already has markers (exit 2). NotProved: the proof failed (exit 1).
     """
     if not checkout.exists():
         raise InputError("no such directory", str(checkout), 0, 0)
@@ -405,48 +415,40 @@ def _status(export: Export, what: str) -> str:
     return f"{what}: wrote " + ", ".join(str(p) for p in export.changed)
 
 
-def run_export_hub(model_dir: Path, examples: int, seed: int) -> int:
-    """``tmplc export hub``: exit 0 written or up to date, 1 unproved, 2 bad input."""
+def _examples(export: Export) -> int:
+    return export.report.examples if export.report else 0
+
+
+def run_export_hub(model_dir: Path, examples: int, seed: int) -> None:
+    """``tmplc export hub``: print what was written (or that it is up to date).
+
+    Raises:
+        InputError, OutputError: bad folder or template, unwritable target (exit 2).
+        NotProved: the proof failed (exit 1).
+    """
     import click
 
-    try:
-        export = export_hub(model_dir, examples, seed)
-    except InputError as exc:
-        click.echo(str(exc), err=True)
-        return 2
-    except Unproved as exc:
-        click.echo(str(exc), err=True)
-        return 1
-    except OSError as exc:
-        click.echo(f"{exc.filename or model_dir}:0:0: cannot write: {exc.strerror or exc}", err=True)
-        return 2
+    export = export_hub(model_dir, examples, seed)
     for note in export.notes:
         click.echo(f"note: {note}")
-    click.echo(f"{model_dir}: proved on {export.report.examples if export.report else 0} examples (seed {seed}); " + _status(export, "training template")
+    click.echo(f"{model_dir}: proved on {_examples(export)} examples (seed {seed}); " + _status(export, "training template")
                + f'; load with apply_chat_template(..., chat_template="{TRAINING_NAME}")')
-    return 0
 
 
-def run_export_trl(checkout: Path, name: str, template: Path, pr_out: Path | None, examples: int, seed: int) -> int:
-    """``tmplc export trl``: exit 0 written or up to date, 1 unproved, 2 bad input."""
+def run_export_trl(checkout: Path, name: str, template: Path, pr_out: Path | None, examples: int, seed: int) -> None:
+    """``tmplc export trl``: print what was written (or that it is up to date).
+
+    Raises:
+        InputError, OutputError: bad checkout, name or template, unwritable target (exit 2).
+        NotProved: the proof failed (exit 1).
+    """
     import click
 
-    try:
-        export, pr_path, _ = export_trl(checkout, name, template, pr_out, examples, seed)
-    except InputError as exc:
-        click.echo(str(exc), err=True)
-        return 2
-    except Unproved as exc:
-        click.echo(str(exc), err=True)
-        return 1
-    except OSError as exc:
-        click.echo(f"{exc.filename or checkout}:0:0: cannot write: {exc.strerror or exc}", err=True)
-        return 2
+    export, pr_path, _ = export_trl(checkout, name, template, pr_out, examples, seed)
     templates = Export({p: t for p, t in export.files.items() if p != pr_path},
                        [p for p in export.unchanged if p != pr_path])
-    click.echo(f"{template}: proved on {export.report.examples if export.report else 0} examples (seed {seed}); " + _status(templates, name)
+    click.echo(f"{template}: proved on {_examples(export)} examples (seed {seed}); " + _status(templates, name)
                + f"; PR description: {pr_path}" + (" (unchanged)" if pr_path in export.unchanged else ""))
-    return 0
 
 
 __all__ = ["Comparison", "Export", "compare", "export_hub", "export_trl", "model_templates", "pr_description",

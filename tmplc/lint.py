@@ -12,9 +12,11 @@ import re
 from pathlib import Path
 
 from .errors import InputError
+from .render import RenderLimit, budget
 from .rules import Context, Diagnostic, Rule
 from .rules.base import is_training_path
 
+LINT_TIMEOUT = 20.0  # seconds of rendering per linted template (its probe set takes well under 1 s)
 NOQA_RE = re.compile(r"\{#[-+]?\s*tmplc:\s*noqa\b([^#]*)#\}")
 HEADER_SOURCE_RE = re.compile(r"\A\{# tmplc [^:]*: training template of (.+?); proof:")
 
@@ -43,16 +45,24 @@ def lint_source(source: str, path: str, rules: list[Rule], training: bool | None
         tokenizer: a fast tokenizer (:func:`tmplc.tokens.load_tokenizer`) for the token rules; None
             skips them (and never imports transformers).
     Returns:
-        Diagnostics sorted by position, noqa-suppressed ones removed.
+        Diagnostics sorted by position, noqa-suppressed ones removed. Rendering (the mask rules'
+        probe set) runs in a :func:`tmplc.render.budget` of :data:`LINT_TIMEOUT` seconds; a
+        template that exceeds it gets one error from the rule that was running ("not checked:
+        render-timeout ...") and no further rule runs.
     """
     if training is None:
         training = is_training_path(path) or source.startswith("{# tmplc ")
     ctx = Context.build(path, source, training, original, original_label, tokenizer)
     found: list[Diagnostic] = []
-    for rule in rules:
-        if rule.needs_template and ctx.syntax_error is not None:
-            continue
-        found.extend(rule.check(ctx))
+    with budget(LINT_TIMEOUT):
+        for rule in rules:
+            if rule.needs_template and ctx.syntax_error is not None:
+                continue
+            try:
+                found.extend(rule.check(ctx))
+            except RenderLimit as exc:  # a hostile template: report it, check nothing more
+                found.append(Diagnostic(rule.code, rule.name, f"not checked: {exc.reason}: {exc.detail}", path, 1, 1))
+                break
     sup = suppressions(source)
     def suppressed(d: Diagnostic) -> bool:
         if d.line not in sup:

@@ -15,18 +15,28 @@ actual spans marked.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 
+import platformdirs
 from hypothesis import HealthCheck, given, seed as hseed, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.errors import HypothesisException
 
 from .analysed import Analysed
 from .conversations import Case
 from .reasons import Reason
+from .render import RenderLimit, budget
 from .strategies import cases
 from .verification import check_case
+
+
+if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+    # hypothesis caches its unicode tables under ``./.hypothesis``: keep the current directory
+    # clean (``augment --check`` writes nothing there); the proof itself uses no database.
+    set_hypothesis_home_dir(platformdirs.user_cache_path("tmplc") / "hypothesis")
 
 
 class FailureKind(str, Enum):
@@ -36,6 +46,7 @@ class FailureKind(str, Enum):
     MASK = "mask"  # its generation spans differ from the oracle's masks
     ORACLE = "oracle"  # the oracle cannot give a correct mask for a turn (``reason`` says why)
     HYPOTHESIS = "hypothesis"  # hypothesis itself gave up (flaky or unsatisfiable)
+    BUDGET = "budget"  # a render exceeded the time or size budget (``reason`` says which)
 
 
 @dataclass(frozen=True)
@@ -116,15 +127,27 @@ def _reproducible():
         cache.cache.clear()
 
 
-def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int = 0) -> ProofReport:
+def limit_failure(exc: RenderLimit) -> Failure:
+    """The :class:`Failure` of a render cut off by the budget, with the conversation it rendered."""
+    messages, tools, kwargs, agp = exc.call if exc.call is not None else ([], None, {}, False)
+    case = Case(list(messages), tools, dict(kwargs), agp)
+    return Failure(FailureKind.BUDGET, f"{exc.reason}: {exc.detail}", case, reason=Reason(exc.reason))
+
+
+def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int = 0,
+          timeout: float | None = None) -> ProofReport:
     """Run the proof with ``examples`` hypothesis examples from ``seed`` (deterministic).
 
     Args:
         original: the shipped template. training: the template with markers.
         examples: conversations drawn from :func:`tmplc.strategies.cases` of the original's features.
+        timeout: seconds for the whole proof (:func:`tmplc.render.budget`; None: only the budget
+            the caller runs in, if any).
 
     Returns:
-        A :class:`ProofReport`; a failure holds the shrunk counterexample.
+        A :class:`ProofReport`; a failure holds the shrunk counterexample, or the conversation
+        whose render exceeded the budget (``FailureKind.BUDGET``, reason ``render-timeout`` or
+        ``render-too-large``).
     """
     report = ProofReport(seed=seed)
     memos: tuple[dict, dict] = ({}, {})  # renderings shared by the examples (identical prefixes recur)
@@ -145,8 +168,10 @@ def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int
         check(original, training, case, report, memos)
 
     try:
-        with _reproducible():
+        with budget(timeout), _reproducible():
             run()
+    except RenderLimit as exc:
+        report.failure = limit_failure(exc)
     except ProofFailure as exc:
         report.failure = exc.failure
     except HypothesisException as exc:  # pragma: no cover - flaky or unsatisfiable

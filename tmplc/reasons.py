@@ -26,6 +26,9 @@ class Reason(str, Enum):
     MARKER_SCOPE = "marker-scope"
     PROOF_FAILED = "proof-failed"
     TRACE_MISMATCH = "trace-mismatch"
+    RENDER_TIMEOUT = "render-timeout"
+    RENDER_TOO_LARGE = "render-too-large"
+    TOO_DEEPLY_NESTED = "too-deeply-nested"
     INTERNAL_ERROR = "internal-error"
 
     def __str__(self) -> str:
@@ -47,6 +50,9 @@ _DESCRIPTIONS = {
     Reason.MARKER_SCOPE: "the generated text is written from inside a macro or a {% set %} block, where markers are not seen",
     Reason.PROOF_FAILED: "the proof found a conversation the training template masks wrongly",
     Reason.TRACE_MISMATCH: "the instrumented template does not render like the original",
+    Reason.RENDER_TIMEOUT: "rendering the template exceeded the time budget (--timeout) on the conversation shown",
+    Reason.RENDER_TOO_LARGE: "a rendering, or a string or list the template builds, exceeds the size limit (4,000,000 characters)",
+    Reason.TOO_DEEPLY_NESTED: "the template, or its training variant (which adds a level), nests deeper than jinja2 and Python can parse or compile",
     Reason.INTERNAL_ERROR: "tmplc failed internally on this template (a bug: please report it with the template)",
 }
 

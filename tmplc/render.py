@@ -7,16 +7,27 @@ a ``{% generation %}`` extension that records character spans (the ``AssistantTr
 pattern), ``tojson`` with transformers' signature, ``raise_exception``, ``strftime_now``,
 ``dict`` and a ``namespace`` that refuses underscore-prefixed names. :func:`render` returns
 ``(text, spans)``; a test compares both with ``render_jinja_template`` over the corpus.
+
+Inside :func:`budget` (what ``augment`` runs in) every render is limited in time and size: it
+raises :class:`RenderTimeout` once the budget's deadline passes and :class:`RenderTooLarge` when
+its output (or a ``*``/``**`` result) exceeds :data:`MAX_RENDER_CHARS`. Outside a budget,
+rendering is unlimited, as in transformers (lint renders a small fixed probe set).
 """
 
 from __future__ import annotations
 
 import contextvars
 import json
+import math
 import re
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jinja2
 import jinja2.ext
@@ -127,6 +138,157 @@ class _TemplateNamespace(jinja2.utils.Namespace):
             )
 
 
+MAX_RENDER_CHARS = 4_000_000  # characters of one rendering (or of one string/list a template builds)
+
+
+class RenderLimit(BaseException):
+    """A render stopped by tmplc's budget, not by the template.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``) on purpose: every ``except Exception`` that
+    turns a template's own error into an outcome must let it through, up to ``augment``.
+
+    Attributes:
+        reason: ``"render-timeout"`` or ``"render-too-large"`` (a :class:`tmplc.reasons.Reason` value).
+        detail: one line saying what was exceeded.
+        call: ``(messages, tools, kwargs, add_generation_prompt)`` of the render that was cut
+            off, or None when the budget ran out between renders.
+    """
+
+    reason = ""
+
+    def __init__(self, detail: str, call: tuple | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.call = call
+
+
+class RenderTimeout(RenderLimit):
+    """The budget's deadline passed during (or before) a render."""
+
+    reason = "render-timeout"
+
+
+class RenderTooLarge(RenderLimit):
+    """A rendering, or a value a template built, exceeded :data:`MAX_RENDER_CHARS` characters."""
+
+    reason = "render-too-large"
+
+
+@dataclass
+class Budget:
+    """Limits of the renders in a :func:`budget` block: ``seconds`` of wall-clock time in all,
+    ending at ``deadline`` (``time.monotonic()``), and ``max_chars`` per rendering."""
+
+    seconds: float
+    deadline: float
+    max_chars: int = MAX_RENDER_CHARS
+    call: tuple | None = None  # the render in progress
+    rendering: bool = False
+    expired: bool = False
+
+    def timeout(self) -> RenderTimeout:
+        """The :class:`RenderTimeout` to raise, naming the render in progress."""
+        return RenderTimeout(f"rendering exceeded the time budget of {self.seconds:g} s", self.call)
+
+    def check(self) -> None:
+        """Raise :class:`RenderTimeout` when the deadline has passed."""
+        if self.expired or time.monotonic() > self.deadline:
+            self.expired = True
+            raise self.timeout()
+
+
+_BUDGET: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("tmplc_budget", default=None)
+
+
+def _on_alarm(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    b = _BUDGET.get()
+    if b is not None:
+        b.expired = True
+        if b.rendering:  # interrupts a loop that makes no call and yields no output
+            raise b.timeout()
+
+
+@contextmanager
+def budget(seconds: float | None, max_chars: int = MAX_RENDER_CHARS) -> Iterator[Budget | None]:
+    """Limit every :func:`render` in the block to ``seconds`` in all and ``max_chars`` each.
+
+    Args:
+        seconds: wall-clock seconds for the whole block (None or 0: no time limit, size only).
+        max_chars: the largest rendering, string or list a template may build, in characters.
+
+    The deadline is checked at every call a template makes, every output block and, in the main
+    thread, by a ``SIGALRM`` timer (when no other ``SIGALRM`` handler is installed), which also
+    interrupts loops that neither call nor output anything. In other threads such a loop runs
+    until its next call or output. Renders raise :class:`RenderTimeout` / :class:`RenderTooLarge`.
+    """
+    outer = _BUDGET.get()
+    b = Budget(seconds or math.inf, time.monotonic() + seconds if seconds else math.inf, max_chars)
+    if outer is not None:  # a nested budget never extends the one it runs in
+        b.seconds, b.deadline = min(b.seconds, outer.seconds), min(b.deadline, outer.deadline)
+        b.max_chars = min(b.max_chars, outer.max_chars)
+    token = _BUDGET.set(b)
+    alarm = bool(seconds) and outer is None and hasattr(signal, "setitimer") \
+        and threading.current_thread() is threading.main_thread() \
+        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
+    if alarm:
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield b
+    finally:
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        _BUDGET.reset(token)
+
+
+def _too_large(size: int, b: Budget) -> RenderTooLarge:
+    return RenderTooLarge(f"a rendering (or a value the template built) of {size} characters exceeds "
+                          f"the limit of {b.max_chars}", b.call)
+
+
+def _binop_size(operator: str, left: Any, right: Any) -> int:
+    """Size of the result of ``left * right`` (a repeated string or list: its length) or
+    ``left ** right`` (integers: its decimal digits), estimated before computing it; 0 otherwise."""
+    if operator == "*" and isinstance(right, (str, list, tuple)):
+        left, right = right, left
+    if operator == "*" and isinstance(left, (str, list, tuple)) and isinstance(right, int):
+        return len(left) * right
+    if operator == "**" and type(left) is int and type(right) is int and abs(left) > 1 and right > 0:
+        return int(right * math.log10(abs(left))) + 1
+    return 0
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """transformers' sandbox, plus the :func:`budget` checks: the deadline at every call, and
+    the size of ``*`` and ``**`` results (jinja2's documented ``intercepted_binops`` hook).
+
+    A ``*`` or ``**`` result over :data:`MAX_RENDER_CHARS` characters (or digits) is refused
+    before it is computed: :class:`RenderTooLarge` inside a budget, else ``OverflowError`` (a
+    template error, like jinja2's own ``MAX_RANGE``), so ``{{ 9 ** (9 ** 9) }}`` cannot hang lint.
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - jinja2's signature
+        """jinja2's sandboxed call, after checking the budget's deadline (raises RenderTimeout)."""
+        b = _BUDGET.get()
+        if b is not None:
+            b.check()
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def call_binop(self, context, operator, left, right):
+        """``left * right`` or ``left ** right``, refused when the result would exceed the size
+        limit (RenderTooLarge in a budget, else OverflowError)."""
+        size = _binop_size(operator, left, right)
+        b = _BUDGET.get()
+        if size > (b.max_chars if b is not None else MAX_RENDER_CHARS):
+            if b is not None:
+                raise _too_large(size, b)
+            raise OverflowError(f"the result of {operator} would have {size} characters (limit {MAX_RENDER_CHARS})")
+        return super().call_binop(context, operator, left, right)
+
+
 @lru_cache(maxsize=2)
 def environment(trace: bool = False) -> ImmutableSandboxedEnvironment:
     """Build the Jinja environment transformers uses for chat templates.
@@ -140,7 +302,7 @@ def environment(trace: bool = False) -> ImmutableSandboxedEnvironment:
     extensions: list[Any] = [GenerationExtension, jinja2.ext.loopcontrols]
     if trace:
         extensions.append(TraceExtension)
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=extensions)
+    env = _Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=extensions)
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
@@ -230,7 +392,8 @@ def render(
         by each ``{% generation %}`` block, in the order they were rendered.
 
     Raises:
-        jinja2.TemplateError (or any exception the template raises), as transformers would.
+        jinja2.TemplateError (or any exception the template raises), as transformers would;
+        :class:`RenderTimeout` / :class:`RenderTooLarge` inside a :func:`budget`.
     """
     compiled = compile_template(template) if isinstance(template, str) else template
     chat = alias_reasoning(plain_data(list(messages)))
@@ -238,17 +401,35 @@ def render(
     spans: list[Span] = []
     token = _TRACKING.set((blocks, spans))
     try:
-        for block in compiled.generate(
-            messages=chat,
-            tools=plain_data(tools),
-            documents=plain_data(documents),
-            add_generation_prompt=add_generation_prompt,
-            **plain_data(kwargs),
-        ):
-            blocks.append(block)
+        stream = compiled.generate(messages=chat, tools=plain_data(tools), documents=plain_data(documents),
+                                   add_generation_prompt=add_generation_prompt, **plain_data(kwargs))
+        b = _BUDGET.get()
+        if b is None:
+            blocks.extend(stream)
+        else:
+            _generate_within(b, stream, blocks, (messages, tools, kwargs, add_generation_prompt))
     finally:
         _TRACKING.reset(token)
     return "".join(blocks), spans
+
+
+def _generate_within(b: Budget, stream: Iterator[str], blocks: list[str], call: tuple) -> None:
+    """Collect ``stream`` into ``blocks`` under budget ``b`` (deadline, output size)."""
+    b.call = call
+    b.check()
+    size = 0
+    try:
+        b.rendering = True
+        for block in stream:
+            blocks.append(block)
+            size += len(block)
+            if size > b.max_chars:
+                raise _too_large(size, b)
+            if b.expired or time.monotonic() > b.deadline:
+                b.check()
+    finally:
+        b.rendering = False
+        stream.close()
 
 
 GENERATION_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")

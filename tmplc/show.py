@@ -36,7 +36,7 @@ from .analysed import analyse
 from .compiler import Unsupported, augment
 from .containers import Source, atomic_write, read_sources
 from .conversations import TOOLS, Case, tool_call, wrap
-from .errors import InputError, TmplcError
+from .errors import InputError, NotProved, OutputError
 from .oracle import cut_lcp
 from .probes import detect_features
 from .render import REASONING_FIELDS, compile_template
@@ -53,17 +53,6 @@ LEGEND = {
 RICH_STYLES = {"masked": "black on green3", "stop": "bold white on dark_green", "cue": "bold magenta underline",
                "prompt": "grey50"}
 _SENTINEL_RE = re.compile(r"«/?\d+[a-z]\d*»")
-
-
-class Unproved(TmplcError):
-    """The template cannot be proved (exit 1). ``str(err)`` is ``path:0:0: message``."""
-
-    def __init__(self, label: str, reason: str | None, message: str):
-        super().__init__(message)
-        self.label, self.reason, self.message = label, reason, message
-
-    def __str__(self) -> str:
-        return f"{self.label}:0:0: cannot prove: [{self.reason}] {self.message}"
 
 
 @dataclass
@@ -102,14 +91,14 @@ def training_template(source: str, label: str, examples: int = 50, seed: int = 0
         ``(training_text, how)``, ``how`` one of ``"own markers"``, ``"augmented: proved on N
         examples, seed S"``.
     Raises:
-        InputError: malformed Jinja (exit 2). Unproved: augment found no proved placement (exit 1).
+        InputError: malformed Jinja (exit 2). NotProved: augment found no proved placement (exit 1).
     """
     analysed = analyse(source, label)
     if analysed.has_markers:
         return source, "own {% generation %} markers (not re-proved)"
     result = augment(analysed, label, examples=examples, seed=seed)
     if isinstance(result, Unsupported):
-        raise Unproved(label, result.reason, result.message.split("\n")[0])
+        raise NotProved(label, result.reason, result.message.split("\n")[0])
     return result.text, f"augmented by tmplc: proved on {result.report.examples} examples, seed {seed}"
 
 
@@ -488,7 +477,7 @@ def show(source: str, label: str, conversations: list[Case] | None = None, examp
 
     Raises:
         InputError: malformed template, or the template raises on a conversation (exit 2).
-        Unproved: an original template tmplc cannot prove (exit 1).
+        NotProved: an original template tmplc cannot prove (exit 1).
     """
     training, how = training_template(source, label, examples, seed)
     if conversations is None:
@@ -532,34 +521,26 @@ def read_template(path: Path) -> Source:
     return default[0]
 
 
-def run_show(template: Path, conversation: Path | None, html_out: Path | None, examples: int, seed: int) -> int:
+def run_show(template: Path, conversation: Path | None, html_out: Path | None, examples: int, seed: int) -> None:
     """``tmplc show``: print the mask in the terminal, optionally write the HTML page.
 
-    Returns the exit status: 0 shown, 1 the template cannot be proved, 2 bad input (one line
-    ``path:line:col: message`` on stderr, nothing written).
+    Raises:
+        InputError, OutputError: bad input or an unusable output path (exit 2, nothing written).
+        NotProved: the template cannot be proved (exit 1).
     """
     import click
     from rich.console import Console
 
-    try:
-        src = read_template(template)
-        cases = load_conversations(conversation) if conversation is not None else None
-        result = show(src.text, src.label, cases, examples, seed, str(conversation) if conversation else "")
-    except InputError as exc:
-        click.echo(str(exc), err=True)
-        return 2
-    except Unproved as exc:
-        click.echo(str(exc), err=True)
-        return 1
+    if html_out is not None and html_out.is_dir():
+        raise OutputError("is a directory", str(html_out))
+    src = read_template(template)
+    cases = load_conversations(conversation) if conversation is not None else None
+    result = show(src.text, src.label, cases, examples, seed, str(conversation) if conversation else "")
     print_terminal(Console(highlight=False, soft_wrap=True), result.views, result.label, result.how)
     if html_out is not None:
-        if html_out.exists() and html_out.is_dir():
-            click.echo(f"{html_out}:0:0: is a directory", err=True)
-            return 2
         atomic_write(html_out, to_html(result.views, result.label, result.how))
         click.echo(f"wrote {html_out}")
-    return 0
 
 
-__all__ = ["read_template", "run_show", "KINDS", "ShowResult", "Turn", "Unproved", "View", "load_conversations", "mark_text", "marked", "mask_view",
+__all__ = ["read_template", "run_show", "KINDS", "ShowResult", "Turn", "NotProved", "View", "load_conversations", "mark_text", "marked", "mask_view",
            "print_terminal", "sample_case", "show", "to_html", "to_rich", "training_template"]

@@ -78,7 +78,8 @@ class Context:
     @classmethod
     def build(cls, path: str, source: str, training: bool = False, original: str | None = None,
               original_label: str | None = None, tokenizer: object | None = None) -> "Context":
-        """Check syntax with jinja2's parser (no code generation); the lossless CST is built
+        """Check syntax with jinja2's parser and compiler (what transformers' ``from_string``
+        rejects, including templates nested too deeply to compile); the lossless CST is built
         only when a rule asks for it, so linting a template without markers stays cheap."""
         ctx = cls(Analysed(source, path), training,
                   Analysed(original, original_label or "its source") if original is not None else None,
@@ -87,7 +88,7 @@ class Context:
             ctx.syntax_error = InputError("empty template", path, 1, 1)
             return ctx
         try:
-            ctx.analysed.ast  # noqa: B018
+            ctx.analysed.compiled  # noqa: B018 - parse and compile: the compiler rejects more
         except InputError as exc:
             try:
                 ctx.analysed.template  # noqa: B018 - the CST pinpoints the column
