@@ -31,7 +31,8 @@ pytest.importorskip("datasets")
 
 from tmplc.conversations import TOOLS  # noqa: E402
 from tmplc.render import render  # noqa: E402
-from tmplc.tokens import IN, OUT, STRADDLING, classify_tokens, template_kwargs, transformers_messages  # noqa: E402
+from tmplc.render import drop_none  # noqa: E402
+from tmplc.tokens import IN, OUT, STRADDLING, classify_tokens, template_kwargs  # noqa: E402
 
 # One generation block per assistant turn, Qwen3-compatible ChatML text. The integrator may switch
 # this to templates/qwen3_training.jinja once issue 8 part 1 (block merge) lands.
@@ -118,7 +119,7 @@ def expected_labels(tokenizer, source: str, messages: list[dict]):
     tokenizer's offsets and the generation spans."""
     from tmplc.conversations import Case
 
-    case = Case(transformers_messages(messages), _tools(messages))
+    case = Case(drop_none(messages), _tools(messages))
     text, spans = render(source, case.messages, case.tools, add_generation_prompt=False, **template_kwargs(tokenizer, case))
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     return enc["input_ids"], classify_tokens([tuple(o) for o in enc["offset_mapping"]], spans)

@@ -40,6 +40,8 @@ from .errors import InputError
 Span = tuple[int, int]
 
 # The list of rendered blocks and the list of recorded spans of the render in progress.
+# The source line of each recorded span's {% generation %} tag, while render_lined() runs.
+_LINES: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("tmplc_lines", default=None)
 _TRACKING: contextvars.ContextVar[tuple[list[str], list[Span]] | None] = contextvars.ContextVar(
     "tmplc_tracking", default=None
 )
@@ -61,15 +63,19 @@ class GenerationExtension(jinja2.ext.Extension):
     def parse(self, parser):
         lineno = next(parser.stream).lineno
         body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
-        return jinja2.nodes.CallBlock(self.call_method("_support"), [], [], body).set_lineno(lineno)
+        call = self.call_method("_support", [jinja2.nodes.Const(lineno)])
+        return jinja2.nodes.CallBlock(call, [], [], body).set_lineno(lineno)
 
-    def _support(self, caller):
+    def _support(self, lineno, caller):
         rv = caller()
         state = _TRACKING.get()
         if state is not None:
             blocks, spans = state
             start = len("".join(blocks))
             spans.append((start, start + len(rv)))
+            lines = _LINES.get()
+            if lines is not None:
+                lines.append(lineno)
         return rv
 
 
@@ -357,6 +363,13 @@ def plain_data(value: Any) -> Any:
     return f"<{type(value).__name__}>"
 
 
+def drop_none(messages: list[dict]) -> list[dict]:
+    """Each message without its keys whose value is None, as transformers' ``apply_chat_template``
+    normalizes a conversation before rendering (``content=None`` becomes a missing key; OpenAI-style
+    APIs return such messages). Non-dict messages are kept as they are."""
+    return [{k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m for m in messages]
+
+
 def alias_reasoning(messages: list[dict]) -> list[dict]:
     """Give a message with any reasoning field both ``thinking`` and ``reasoning_content``
     (transformers' ``_alias_reasoning_fields``; gpt-oss templates read ``thinking``)."""
@@ -396,7 +409,7 @@ def render(
         :class:`RenderTimeout` / :class:`RenderTooLarge` inside a :func:`budget`.
     """
     compiled = compile_template(template) if isinstance(template, str) else template
-    chat = alias_reasoning(plain_data(list(messages)))
+    chat = alias_reasoning(plain_data(drop_none(messages)))
     blocks: list[str] = []
     spans: list[Span] = []
     token = _TRACKING.set((blocks, spans))
@@ -411,6 +424,19 @@ def render(
     finally:
         _TRACKING.reset(token)
     return "".join(blocks), spans
+
+
+def render_lined(template: str | jinja2.Template, messages: list[dict], tools: list[dict] | None = None,
+                 add_generation_prompt: bool = False, **kwargs: Any) -> tuple[str, list[Span], list[int]]:
+    """:func:`render`, plus the source line (1-based) of the ``{% generation %}`` tag of each span
+    (for lint rules that point at the block). Raises as :func:`render`."""
+    lines: list[int] = []
+    token = _LINES.set(lines)
+    try:
+        text, spans = render(template, messages, tools, add_generation_prompt=add_generation_prompt, **kwargs)
+    finally:
+        _LINES.reset(token)
+    return text, spans, lines
 
 
 def _generate_within(b: Budget, stream: Iterator[str], blocks: list[str], call: tuple) -> None:

@@ -347,12 +347,6 @@ def check_rendering(tokenizer, text: str, spans: Sequence[Span], assistant_mask:
                        len(straddling), stop[0], stop[1], stop[2], detail, sdetail)
 
 
-def transformers_messages(messages: list[dict]) -> list[dict]:
-    """Messages as transformers 5.x normalizes them in ``apply_chat_template``: keys whose value is
-    None dropped (``content=None`` becomes a missing key)."""
-    return [{k: v for k, v in m.items() if v is not None} for m in messages]
-
-
 def template_kwargs(tokenizer, case: Case) -> dict[str, Any]:
     """The template variables ``apply_chat_template`` passes besides messages/tools: the
     tokenizer's ``special_tokens_map`` overridden by the case's kwargs."""
@@ -383,7 +377,7 @@ def check_tokens(tokenizer, training_source: str, case: Case) -> TokenReport:
     """
     from .render import render
 
-    messages = transformers_messages(case.messages)
+    messages = case.messages  # both sides drop None-valued keys (tmplc.render.drop_none)
     kwargs = template_kwargs(tokenizer, case)
     out = tokenizer.apply_chat_template(
         messages, tools=case.tools, chat_template=training_source, add_generation_prompt=case.full_agp,
@@ -402,8 +396,7 @@ def check_case_tokens(tokenizer, training_source, case: Case) -> TokenReport:
     """
     from .render import render
 
-    messages = transformers_messages(case.messages)
-    text, spans = render(training_source, messages, case.tools, add_generation_prompt=case.full_agp,
+    text, spans = render(training_source, case.messages, case.tools, add_generation_prompt=case.full_agp,
                          **template_kwargs(tokenizer, case))
     return check_rendering(tokenizer, text, spans)
 
@@ -472,6 +465,6 @@ def _fill(value: Any, fill: str) -> Any:
 
 __all__ = [
     "RenderingMismatch", "TokenReport", "load_tokenizer", "check_tokens", "check_rendering", "check_case_tokens", "classify_tokens",
-    "transformers_assistant_mask", "merge_spans", "plain", "strip_sentinels", "transformers_messages",
+    "transformers_assistant_mask", "merge_spans", "plain", "strip_sentinels",
     "template_kwargs",
 ]
