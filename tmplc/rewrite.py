@@ -12,13 +12,14 @@ import re
 from . import __version__
 from .analysed import Analysed
 from .conversations import Case
-from .edits import Editor, cleanup
+from .edits import Editor, cleanup, stand_in
 from .locate import collect
 from .plan import Planner, Region
 from .reasons import CannotAugment, Reason
 from .split import split_edits
-from .syntax import Template, parse
+from .syntax import Block, Node, Template, Text, parse
 from .trace import instrument
+from .verification import Renderings, check_renderings
 
 HEADER_RE = re.compile(r"\A\{# tmplc [^\n]*#\}\n")
 MAX_SPLIT_ROUNDS = 8
@@ -57,8 +58,31 @@ def rewrite(original: Analysed, cases: list[Case]) -> tuple[str, list[Region]]:
         regions = Planner(template, inst, evidence).plan()
         if not regions:
             raise CannotAugment(Reason.NEVER_RENDERS_ASSISTANT, "no output node is ever generated text")
-        return cleanup(assemble(template, regions)), regions
+        text = cleanup(assemble(template, regions))
+        plain = Planner(template, inst, evidence, two_pass=False).plan()
+        if [(r.start, r.end, r.condition) for r in plain] != [(r.start, r.end, r.condition) for r in regions] \
+                and not holds_on_probes(original, text, cases):
+            regions, text = plain, cleanup(assemble(template, plain))
+        return text, regions
     raise CannotAugment(Reason.UNSPLITTABLE_OUTPUT, "splitting did not converge")
+
+
+def holds_on_probes(original: Analysed, text: str, cases: list[Case]) -> bool:
+    """The training template ``text`` passes every check of the proof on ``cases`` (the probes):
+    unchanged renderings, masks equal to the oracle's, no touching blocks. A two-pass region
+    rewrites the order in which a block's parts are evaluated, so it is kept only when this holds
+    (the proof then checks generated conversations)."""
+    try:
+        training = Analysed(text).compiled
+    except Exception:  # noqa: BLE001 - an unparsable rewrite is a rewrite that does not hold
+        return False
+    for case in cases:
+        if original.oracle(case) is None:
+            continue
+        result = check_renderings(Renderings(original.compiled, case), Renderings(training, case))
+        if not result.ok:
+            return False
+    return True
 
 
 def assemble(template: Template, regions: list[Region]) -> str:
@@ -75,7 +99,10 @@ def assemble(template: Template, regions: list[Region]) -> str:
         lms, rms = editor.mods(s)
         lme, rme = editor.mods(e)
         body = source[s:e]
-        if r.condition is None:
+        if r.roles is not None:
+            text = _two_pass(editor, r, e) + tag("endgeneration", lme, "" if r.condition else rme)
+            text += tag("endif", "", rme) if r.condition else ""
+        elif r.condition is None:
             text = tag("generation", lms, rms) + body + tag("endgeneration", lme, rme)
         else:
             text = (
@@ -84,3 +111,100 @@ def assemble(template: Template, regions: list[Region]) -> str:
             )
         reps.append((s, e, text))
     return editor.apply([], reps)
+
+
+_NOTE = {"in": "prompt", "out": "generated"}  # what a stand-in replaces in each pass
+
+
+def _two_pass(editor: Editor, region: Region, end: int) -> str:
+    """A two-pass region (:meth:`tmplc.plan.Planner.window`) written as its prompt parts, then
+    ``{% generation %}`` and its generated parts (without the closing tag). ``end`` is the region's
+    end as a source offset (normalised); nodes that write only generated text are left out of the
+    prompt pass after its last prompt part."""
+    roles = region.roles or {}
+    nodes = region.nodes
+    last = max(k for k, n in enumerate(nodes) if roles.get(id(n)) not in ("in", "both"))
+    before = _collapse(_project_all(editor, nodes[: last + 1], roles, "out", True))
+    guard = region.condition
+    if guard is not None:  # inside the guarded block, a node under the guard is always written
+        roles = {k: ("in" if v == "if:" + guard else v) for k, v in roles.items()}
+    inside = _project_all(editor, nodes, roles, "in", True)
+    inside = _collapse(inside[: len(inside) - (region.end - end)] if end < region.end else inside)
+    return before + ("" if guard is None else "{% if " + guard + " %}") + "{% generation %}" + inside
+
+
+def _project(editor: Editor, node: Node, roles: dict[int, str], keep: str) -> str:
+    """``node``'s source for one pass of a two-pass region (``keep``: ``"in"`` or ``"out"``):
+    kept, dropped (a text run) or replaced by a comment with the same whitespace effect, wrapped
+    in ``{% if %}`` for a conditional node, clause by clause for a split block."""
+    source = editor.source
+    role = roles.get(id(node), "in")
+    if role in ("both", keep):
+        return source[node.start : node.end]
+    if role.startswith("if:"):
+        cond = role[3:] if keep == "in" else negate(role[3:])
+        (lms, rms), (lme, rme) = editor.mods(node.start), editor.mods(node.end)
+        return ("{%" + lms + " if " + cond + " " + rms + "%}" + source[node.start : node.end]
+                + "{%" + lme + " endif " + rme + "%}")
+    if role == "split" and isinstance(node, Block):
+        out = []
+        for k, clause in enumerate(node.clauses):
+            after = node.clauses[k + 1].tag if k + 1 < len(node.clauses) else node.end_tag
+            out.append(source[clause.tag.start : clause.tag.end])
+            out.append(_project_all(editor, clause.body, roles, keep, False))
+            out.append(source[clause.body[-1].end if clause.body else clause.tag.end : after.start])
+        return "".join(out) + source[node.end_tag.start : node.end]
+    return "" if isinstance(node, Text) else stand_in(node, _NOTE[keep])
+
+
+def _project_all(editor: Editor, nodes: list[Node], roles: dict[int, str], keep: str, text_around: bool) -> str:
+    """Sibling ``nodes`` projected for one pass (:func:`_project`). A stand-in with no whitespace
+    effect (``{#+ … +#}``) is left out unless it separates two text runs, which would otherwise
+    become one (a ``-`` after them would then strip both). ``text_around``: the nodes before the
+    first and after the last may be text runs."""
+    parts = [_project(editor, n, roles, keep) for n in nodes]
+
+    def text(k: int) -> bool:
+        if k < 0 or k >= len(nodes):
+            return text_around
+        return isinstance(nodes[k], Text) and parts[k] != ""
+
+    noop = "{#+ " + _NOTE[keep] + " +#}"
+    return "".join("" if p == noop and not (text(k - 1) and text(k + 1)) else p for k, p in enumerate(parts))
+
+
+def negate(cond: str) -> str:
+    """The Jinja negation of the condition ``cond`` (``not (x)`` → ``x``, ``not x`` → ``x``)."""
+    if cond.startswith("not (") and _closes_at_end(cond, 4):
+        return cond[5:-1]
+    if cond.startswith("not ") and " " not in cond[4:]:
+        return cond[4:]
+    if cond.startswith("(") and _closes_at_end(cond, 0):
+        return f"not {cond}"
+    return f"not ({cond})"
+
+
+def _closes_at_end(text: str, k: int) -> bool:
+    """The parenthesis opened at ``text[k]`` closes at the last character."""
+    depth = 0
+    for j, ch in enumerate(text[k:], k):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0:
+            return j == len(text) - 1
+    return False
+
+
+_RUN = re.compile(r"\{#([-+]?) (prompt|generated) ([-+]?)#\}(?:\{#tmplc-join:[^#]*#\})?\{#([-+]?) \2 ([-+]?)#\}")
+# A stand-in that strips the whitespace before it and writes nothing, followed by whitespace and a
+# tag that strips the whitespace before it: all that whitespace is stripped without it too.
+_SPENT = re.compile(r"[ \t\r\n]*\{#- (?:prompt|generated) [-+]?#\}(?=[ \t\r\n]*\{[{%#]-)")
+
+
+def _collapse(text: str) -> str:
+    """Merge runs of stand-in comments (and locating join notes between them) into one, and drop
+    those whose whitespace effect the next tag has anyway."""
+    while True:
+        new = _RUN.sub(lambda m: "{#" + m.group(1) + " " + m.group(2) + " " + m.group(5) + "#}", text)
+        if new == text:
+            return _SPENT.sub("", text)
+        text = new
