@@ -161,6 +161,13 @@ class Planner:
         return cond if cond is not None else False
 
     def plan(self) -> list[Region]:
+        """The regions, in source order.
+
+        Raises:
+            CannotAugment: an output writes both prompt and generated text and cannot be split
+                (``unsplittable-output``), or no traced condition separates its generated
+                emissions from its prompt ones (``no-condition``).
+        """
         regions: list[Region] = []
         self._plan(self.template.body, (), regions)
         return regions
@@ -203,39 +210,37 @@ class Planner:
                     run.append(node)
                     cond = c
                     continue
-                close()
-                window = self.window(body, i - 1, stack) if self.two_pass else None
-                if window is not None:
-                    regions.append(window)
-                    i += len(window.nodes) - 1
-                    continue
+            close()
+            window = self.window(body, i - 1, stack) if self.two_pass else None
+            if window is not None:
+                regions.append(window)
+                i += len(window.nodes) - 1
+                continue
+            if not _blocking(node):
                 c = self.condition([node], stack)
                 if c is not False:
                     run, cond = [node], c
-                    continue
-            else:
-                close()
-                window = self.window(body, i - 1, stack) if self.two_pass else None
-                if window is not None:
-                    regions.append(window)
-                    i += len(window.nodes) - 1
                     continue
             if isinstance(node, Block):
                 for clause in node.clauses:
                     self._plan(clause.body, stack + (node,), regions)
                 continue
-            site = self.site_of.get(id(node))
-            example = self.evidence.cases.get(next((it.emission.trace for it in items if it.label != OUT), -1))
-            if any(it.label == STRADDLE for it in items):
-                raise CannotAugment(Reason.UNSPLITTABLE_OUTPUT, f"{self.template.where(node)}: one output writes both prompt and generated text",
-                                  example)
-            raise CannotAugment(
-                Reason.NO_CONDITION,
-                f"{self.template.where(node)}: emitted as generated text in some turns and as prompt in others"
-                + (f" ({len(site.atoms)} traced atoms, none separates them)" if site else ""),
-                example,
-            )
+            raise self._unplaceable(node, items)
         close()
+
+    def _unplaceable(self, node: Node, items: list[Labelled]) -> CannotAugment:
+        """Why ``node`` (an output, not a block) gets no region, with a probe that shows it."""
+        site = self.site_of.get(id(node))
+        example = self.evidence.cases.get(next((it.emission.trace for it in items if it.label != OUT), -1))
+        if any(it.label == STRADDLE for it in items):
+            return CannotAugment(Reason.UNSPLITTABLE_OUTPUT,
+                                 f"{self.template.where(node)}: one output writes both prompt and generated text", example)
+        return CannotAugment(
+            Reason.NO_CONDITION,
+            f"{self.template.where(node)}: emitted as generated text in some turns and as prompt in others"
+            + (f" ({len(site.atoms)} traced atoms, none separates them)" if site else ""),
+            example,
+        )
 
     def window(self, body: list[Node], i: int, stack: tuple[Block, ...]) -> Region | None:
         """A two-pass region starting at ``body[i]``, or None.
@@ -247,8 +252,10 @@ class Planner:
         written twice: first with only its prompt parts, then inside one ``{% generation %}``
         block with only its generated parts (``rewrite.assemble``). That is the same text when
         the generated text of every path is a suffix of what the region writes, which the
-        rewrite checks on the probes. The region ends at the last sibling that is always
-        generated text, so the block never renders empty.
+        rewrite checks on the probes. The region ends at the last sibling that writes generated
+        text; when that one is conditional and no sibling before it always writes generated text
+        (Kimi-K2's role-generic content, then ``<|im_end|>``), its condition guards the block, so
+        the block is not written empty. Offsets are not involved: ``i`` indexes ``body``.
         """
         roles: dict[int, str] = {}
         first = self.role(body[i], stack, False, roles)
