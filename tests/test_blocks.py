@@ -115,3 +115,63 @@ def test_no_corpus_training_template_has_touching_blocks():
                 break
     assert checked >= 90, checked
     assert bad == []
+
+
+SHARED_CUE = """{%- for m in messages %}
+    {%- if m.role == 'assistant' %}
+        {%- if m.reasoning_content %}
+            {{- '<a>\\n' + '<r>' + m.reasoning_content + '</r>' + m.content }}
+        {%- else %}
+            {{- '<a>\\n' + m.content }}
+        {%- endif %}
+        {{- '<end>' }}
+    {%- else %}
+        {{- '<' + m.role + '>' + m.content + '<end>' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{ '<a>\\n' }}{% endif %}"""
+
+
+@pytest.mark.parametrize("layout", ["indented", "one-line"])
+def test_shared_cue_is_hoisted_and_the_turn_is_one_block(layout):
+    """Every branch starts with the same cue and generated text follows, then a terminator after
+    the if: the cue moves out of the branches and one block covers the if and the terminator."""
+    from tmplc import augment
+
+    source = SHARED_CUE if layout == "indented" else "".join(line.strip() for line in SHARED_CUE.splitlines())
+    result = augment(source, "t.jinja", examples=30)
+    assert result.status == "proved", result.message
+    assert "{{- '<a>\\n' }}{% generation %}" in result.text
+    assert result.text.count("endgeneration") == 1  # one block
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "🐱", "reasoning_content": "r"},
+                {"role": "user", "content": "x"}, {"role": "assistant", "content": "𠀋"}]
+    text, spans = render(result.text, messages)
+    assert [text[a:b] for a, b in spans] == ["<r>r</r>🐱<end>", "𠀋<end>"]
+
+
+@pytest.mark.parametrize("node", ["{{- x }}", "{{ x }}", "{{ x -}}", "{%- if true %}{% endif %}", "{% if true -%}{%- endif +%}",
+                                  "{%+ if true %}{% endif %}", "{# c #}"])
+@pytest.mark.parametrize("around", [("a\n  ", "\n  b"), ("a  ", "  b"), ("a\n", "\nb")])
+def test_stand_in_keeps_the_whitespace_effect(node, around):
+    """A node replaced by its stand-in comment renders the text around it as the node did
+    (with the node writing nothing)."""
+    from tmplc.edits import stand_in
+    from tmplc.render import environment
+    from tmplc.syntax import parse
+
+    source = around[0] + node + around[1]
+    nodes = [n for n in parse(source).body if n.start >= len(around[0]) and n.end <= len(source) - len(around[1])]
+    assert len(nodes) == 1, nodes
+    replaced = around[0] + stand_in(nodes[0], "prompt") + around[1]
+    env = environment()
+    assert env.from_string(replaced).render() == env.from_string(source).render(x="")
+
+
+def test_negate():
+    from tmplc.rewrite import negate
+
+    assert negate("not (a is b)") == "a is b"
+    assert negate("not x") == "x"
+    assert negate("(m.role == 'assistant')") == "not (m.role == 'assistant')"
+    assert negate("not (a) and (b)") == "not (not (a) and (b))"
+    assert negate("a or b") == "not (a or b)"

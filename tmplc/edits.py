@@ -79,6 +79,16 @@ class Editor:
                 return pos - 1
         return pos
 
+    def leaf_before(self, pos: int) -> Node | None:
+        """The leaf that ends at source offset ``pos``, if one does."""
+        k = self._by_end.get(pos)
+        return self.leaves[k] if k is not None else None
+
+    def leaf_after(self, pos: int) -> Node | None:
+        """The leaf that starts at source offset ``pos``, if one does."""
+        k = self._by_start.get(pos)
+        return self.leaves[k] if k is not None else None
+
     def mods(self, pos: int) -> tuple[str, str]:
         """``(left, right)`` modifiers for a block tag inserted at ``pos``."""
         left_i = self._by_end.get(pos)

@@ -147,14 +147,58 @@ def _project(editor: Editor, node: Node, roles: dict[int, str], keep: str) -> st
         return ("{%" + lms + " if " + cond + " " + rms + "%}" + source[node.start : node.end]
                 + "{%" + lme + " endif " + rme + "%}")
     if role == "split" and isinstance(node, Block):
-        out = []
-        for k, clause in enumerate(node.clauses):
-            after = node.clauses[k + 1].tag if k + 1 < len(node.clauses) else node.end_tag
-            out.append(source[clause.tag.start : clause.tag.end])
-            out.append(_project_all(editor, clause.body, roles, keep, False))
-            out.append(source[clause.body[-1].end if clause.body else clause.tag.end : after.start])
-        return "".join(out) + source[node.end_tag.start : node.end]
+        bodies = [_project_all(editor, clause.body, roles, keep, False) for clause in node.clauses]
+        hoisted = _hoisted(editor, node, bodies) if keep == "out" else None
+        if hoisted is not None:
+            return hoisted
+        return "".join(source[c.tag.start : c.tag.end] + b for c, b in zip(node.clauses, bodies)) \
+            + source[node.end_tag.start : node.end]
     return "" if isinstance(node, Text) else stand_in(node, _NOTE[keep])
+
+
+_JOIN = re.compile(r"\{#tmplc-join:[^#]*#\}")
+
+
+def _edge(tag_text: str, right: bool) -> str:
+    """Whitespace effect of the tag at one edge of ``tag_text`` (as :func:`tmplc.edits.stand_in`):
+    ``-`` strips, ``+`` leaves the text alone, ``""`` trims one newline / strips the indentation."""
+    mod = tag_text[-3] if right else tag_text[2]
+    if mod in "-+":
+        return mod
+    return "+" if tag_text.startswith("{{") and not right or tag_text.endswith("}}") and right else ""
+
+
+def _hoisted(editor: Editor, node: Block, bodies: list[str]) -> str | None:
+    """The prompt copy of an ``if`` whose clauses, ``else`` included, all write the same thing
+    (the shared cue of the assistant branches): that thing alone, moved out of the ``if``. None
+    unless every clause's projected body is the same tags (join notes aside) and the whitespace
+    around them is removed in every clause and treated alike on both sides of the ``if``."""
+    cores = [b.strip() for b in bodies]
+    if node.name != "if" or node.clauses[-1].tag.name != "else" or not cores[0]:
+        return None
+    if len({_JOIN.sub("", c) for c in cores}) != 1 or not (cores[0][:1] == "{" and cores[0][-1:] == "}"):
+        return None
+    left, right = _edge(cores[0], False), _edge(cores[0], True)
+    tags = [c.tag for c in node.clauses] + [node.end_tag]
+    for k, body in enumerate(bodies):
+        lead, trail = body[: len(body) - len(body.lstrip())], body[len(body.rstrip()) :]
+        if lead and left != "-" and not (lead == "\n" and tags[k].right_mod == ""):
+            return None
+        if trail and right != "-" and tags[k + 1].left_mod != "-":
+            return None
+    before, after = editor.leaf_before(node.start), editor.leaf_after(node.end)
+    if isinstance(before, Text) and left != (tags[0].left_mod or ""):
+        return None
+    if isinstance(after, Text) and right != (tags[-1].right_mod or "") and not _stripped(editor, after):
+        return None
+    return cores[0]
+
+
+def _stripped(editor: Editor, text: Text) -> bool:
+    """``text`` is whitespace that the tag after it strips (``{%-``, ``{{-``): whatever the tag
+    before it did, it writes nothing."""
+    nxt = editor.leaf_after(text.end)
+    return not editor.source[text.start : text.end].strip() and getattr(nxt, "left_mod", "") == "-"
 
 
 def _project_all(editor: Editor, nodes: list[Node], roles: dict[int, str], keep: str, text_around: bool) -> str:
