@@ -42,6 +42,10 @@ def rewrite(original: Analysed, cases: list[Case]) -> tuple[str, list[Region]]:
         original: the analysed original template.
         cases: probe conversations; the oracle of each is computed once (:meth:`Analysed.oracle`).
 
+    The planner writes one block per contiguous generated run (:meth:`Planner.window`); where
+    that plan differs from the one-condition-per-run plan and fails :func:`holds_on_probes`, the
+    latter is returned (its blocks may touch; the proof then reports it).
+
     Raises:
         CannotAugment: with a reason when no marker placement fits the oracle.
     """
@@ -60,11 +64,14 @@ def rewrite(original: Analysed, cases: list[Case]) -> tuple[str, list[Region]]:
             raise CannotAugment(Reason.NEVER_RENDERS_ASSISTANT, "no output node is ever generated text")
         text = cleanup(assemble(template, regions))
         plain = Planner(template, inst, evidence, two_pass=False).plan()
-        if [(r.start, r.end, r.condition) for r in plain] != [(r.start, r.end, r.condition) for r in regions] \
-                and not holds_on_probes(original, text, cases):
+        if _shape(plain) != _shape(regions) and not holds_on_probes(original, text, cases):
             regions, text = plain, cleanup(assemble(template, plain))
         return text, regions
     raise CannotAugment(Reason.UNSPLITTABLE_OUTPUT, "splitting did not converge")
+
+
+def _shape(regions: list[Region]) -> list[tuple]:
+    return [(r.start, r.end, r.condition, r.roles is not None) for r in regions]
 
 
 def holds_on_probes(original: Analysed, text: str, cases: list[Case]) -> bool:
