@@ -137,17 +137,19 @@ def test_pre_commit_hook(tmp_path):
         assert code == 0, out
 
     lines = good.split("\n")
-    assert "{% endgeneration +%}" in lines[39]
-    lines[39] = lines[39].replace("{% endgeneration +%}", "")
+    assert "{% endgeneration +%}" in lines[47]
+    lines[47] = lines[47].replace("{% endgeneration +%}", "")
     target.write_text("\n".join(lines))
     code, out = hook()
     assert code == 1, out
-    assert "qwen2_5_training.jinja:40:" in out and "TMPL002" in out
+    assert "qwen2_5_training.jinja:35:" in out and "TMPL002" in out
 
+    # Move the '\n' of the cue from the prompt copy into the generation block.
     lines = good.split("\n")
-    assert lines[27].strip() == "{{- '\\n' }}{% generation %}{{ '' + message.content }}{% endgeneration +%}"
-    lines[27] = lines[27].replace("{{- '\\n' }}{% generation %}", "{% generation %}{{- '\\n' }}")
+    assert lines[27].strip() == "{{- '\\n' }}" and lines[35].strip().startswith("{#- prompt +#}")
+    lines[27] = lines[27].replace("{{- '\\n' }}", "")
+    lines[35] = lines[35].replace("{#- prompt +#}", "{{- '\\n' }}")
     target.write_text("\n".join(lines))
     code, out = hook()
     assert code == 1, out
-    assert "qwen2_5_training.jinja:28:" in out and "TMPL004" in out
+    assert "qwen2_5_training.jinja:36:" in out and "TMPL004" in out

@@ -80,6 +80,16 @@ class Editor:
                 return pos - 1
         return pos
 
+    def leaf_before(self, pos: int) -> Node | None:
+        """The leaf that ends at source offset ``pos``, if one does."""
+        k = self._by_end.get(pos)
+        return self.leaves[k] if k is not None else None
+
+    def leaf_after(self, pos: int) -> Node | None:
+        """The leaf that starts at source offset ``pos``, if one does."""
+        k = self._by_start.get(pos)
+        return self.leaves[k] if k is not None else None
+
     def mods(self, pos: int) -> tuple[str, str]:
         """``(left, right)`` modifiers for a block tag inserted at ``pos``."""
         left_i = self._by_end.get(pos)
@@ -126,6 +136,15 @@ class Editor:
         return "".join(out)
 
 
+def stand_in(node: Node, note: str) -> str:
+    """A comment that takes the place of ``node`` (a tag, output, raw block or whole block,
+    not a text run) with the same effect on the text on each side: ``{{-`` → ``{#-``, a plain
+    ``{{ }}`` → ``{#+ … +#}`` (no trimming), a block tag keeps its modifiers (comments obey
+    ``trim_blocks``/``lstrip_blocks`` like block tags). ``note`` is the comment's text."""
+    leaves = list(node.leaves())
+    return "{#" + _left_effect(leaves[0]) + " " + note + " " + _right_effect(leaves[-1]) + "#}"
+
+
 SPLIT_MARK = '{{ "tmplc-split"[:0] }}'
 JOIN_OPEN = "{#tmplc-join:"
 
@@ -147,4 +166,4 @@ def is_output_leaf(node: Node) -> bool:
     return isinstance(node, (Text, Output, Raw))
 
 
-__all__ = ["Editor", "Insertion", "is_output_leaf", "Comment", "Tag"]
+__all__ = ["Editor", "Insertion", "is_output_leaf", "stand_in", "Comment", "Tag"]

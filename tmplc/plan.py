@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .edits import is_split_marker
 from .locate import IN, OUT, STRADDLE, Evidence, Labelled
 from .reasons import CannotAugment, Reason
-from .syntax import Block, Node, Statement, Template
+from .syntax import Block, Comment, Node, Statement, Template, Text
 from .trace import Atom, Instrumented, Site
 
 LOOP_ATOMS = ("first", "last", "prev_assistant")
@@ -24,8 +24,18 @@ LOOP_ATOMS = ("first", "last", "prev_assistant")
 
 @dataclass
 class Region:
+    """Sibling ``nodes`` that become one generation block.
+
+    ``condition`` None: the block is always generated; a string: the block is generated where the
+    condition holds and plain text elsewhere. ``roles`` (a two-pass region, see
+    :meth:`Planner.window`): ``id(node)`` → how each node inside is written, ``"in"`` (inside the
+    block only), ``"out"`` (before the block only), ``"both"``, ``"split"`` (a block whose clauses
+    are projected) or ``"if:COND"`` (inside where COND holds, before it elsewhere).
+    """
+
     nodes: list[Node]
-    condition: str | None  # None: always
+    condition: str | None  # None: always; of a two-pass region: when its block is written
+    roles: dict[int, str] | None = None
 
     @property
     def start(self) -> int:
@@ -94,10 +104,21 @@ def _blocking(node: Node) -> bool:
 
 
 class Planner:
-    def __init__(self, template: Template, inst: Instrumented, evidence: Evidence):
+    """Regions of a template from the labelled evidence of its (split) copy.
+
+    Args:
+        template: the template whose straddling nodes are split. inst: its instrumented copy.
+        evidence: the labels of every emission (:func:`tmplc.locate.collect`).
+        two_pass: write one block per contiguous generated run where the start of the generated
+            text depends on the path taken (:meth:`window`); False: one block per run of nodes
+            with one condition (the generated text of a turn may then span touching blocks).
+    """
+
+    def __init__(self, template: Template, inst: Instrumented, evidence: Evidence, two_pass: bool = True):
         self.template = template
         self.inst = inst
         self.evidence = evidence
+        self.two_pass = two_pass
         self.site_of = {id(s.node): s for s in inst.sites}
         self._sites_cache: dict[int, list[Site]] = {}
 
@@ -140,6 +161,13 @@ class Planner:
         return cond if cond is not None else False
 
     def plan(self) -> list[Region]:
+        """The regions, in source order.
+
+        Raises:
+            CannotAugment: an output writes both prompt and generated text and cannot be split
+                (``unsplittable-output``), or no traced condition separates its generated
+                emissions from its prompt ones (``no-condition``).
+        """
         regions: list[Region] = []
         self._plan(self.template.body, (), regions)
         return regions
@@ -158,7 +186,10 @@ class Planner:
                 regions.append(Region(list(run), cond))  # type: ignore[arg-type]
             run, cond = [], False
 
-        for node in body:
+        i = 0
+        while i < len(body):
+            node = body[i]
+            i += 1
             items = self.items([node])
             if is_split_marker(node, self.template.source):
                 close()
@@ -179,26 +210,141 @@ class Planner:
                     run.append(node)
                     cond = c
                     continue
-                close()
+            close()
+            window = self.window(body, i - 1, stack) if self.two_pass else None
+            if window is not None:
+                regions.append(window)
+                i += len(window.nodes) - 1
+                continue
+            if not _blocking(node):
                 c = self.condition([node], stack)
                 if c is not False:
                     run, cond = [node], c
                     continue
-            else:
-                close()
             if isinstance(node, Block):
                 for clause in node.clauses:
                     self._plan(clause.body, stack + (node,), regions)
                 continue
-            site = self.site_of.get(id(node))
-            example = self.evidence.cases.get(next((it.emission.trace for it in items if it.label != OUT), -1))
-            if any(it.label == STRADDLE for it in items):
-                raise CannotAugment(Reason.UNSPLITTABLE_OUTPUT, f"{self.template.where(node)}: one output writes both prompt and generated text",
-                                  example)
-            raise CannotAugment(
-                Reason.NO_CONDITION,
-                f"{self.template.where(node)}: emitted as generated text in some turns and as prompt in others"
-                + (f" ({len(site.atoms)} traced atoms, none separates them)" if site else ""),
-                example,
-            )
+            raise self._unplaceable(node, items)
         close()
+
+    def _unplaceable(self, node: Node, items: list[Labelled]) -> CannotAugment:
+        """Why ``node`` (an output, not a block) gets no region, with a probe that shows it."""
+        site = self.site_of.get(id(node))
+        example = self.evidence.cases.get(next((it.emission.trace for it in items if it.label != OUT), -1))
+        if any(it.label == STRADDLE for it in items):
+            return CannotAugment(Reason.UNSPLITTABLE_OUTPUT,
+                                 f"{self.template.where(node)}: one output writes both prompt and generated text", example)
+        return CannotAugment(
+            Reason.NO_CONDITION,
+            f"{self.template.where(node)}: emitted as generated text in some turns and as prompt in others"
+            + (f" ({len(site.atoms)} traced atoms, none separates them)" if site else ""),
+            example,
+        )
+
+    def window(self, body: list[Node], i: int, stack: tuple[Block, ...]) -> Region | None:
+        """A two-pass region starting at ``body[i]``, or None.
+
+        ``body[i]`` writes prompt text in some paths and generated text in others, and no single
+        condition tells them apart (Qwen3's assistant branches: the same cue, then reasoning that
+        is prompt with thinking off, then content). It is followed by siblings whose generated
+        text follows it: generated nodes, conditional nodes, other such blocks. The region is
+        written twice: first with only its prompt parts, then inside one ``{% generation %}``
+        block with only its generated parts (``rewrite.assemble``). That is the same text when
+        the generated text of every path is a suffix of what the region writes, which the
+        rewrite checks on the probes. The region ends at the last sibling that writes generated
+        text; when that one is conditional and no sibling before it always writes generated text
+        (Kimi-K2's role-generic content, then ``<|im_end|>``), its condition guards the block, so
+        the block is not written empty. Offsets are not involved: ``i`` indexes ``body``.
+        """
+        roles: dict[int, str] = {}
+        first = self.role(body[i], stack, False, roles)
+        if first is None or not (first == "split" or first.startswith("if:")):
+            return None
+        roles[id(body[i])] = first
+        end, always, guard = None, False, None
+        for k in range(i + 1, len(body)):
+            node = body[k]
+            if is_split_marker(node, self.template.source) or _blocking(node):
+                break
+            role = self.role(node, stack, False, roles, True)
+            if role is None or role == "out":
+                break
+            roles[id(node)] = role
+            if role == "in" and isinstance(node, Block) and self._writes(node, any_=True):
+                end = k  # generated text, though maybe not on every path
+            elif role != "both" and not isinstance(node, (Block, Statement, Comment)) and self._writes(node):
+                end, always = k, always or role == "in"
+                guard = None if always else role[3:]
+        nodes = body[i : end + 1] if end is not None else []
+        kinds = {roles[id(n)] for n in nodes} - {"both"}
+        if len(kinds) == 1 and first.startswith("if:"):
+            # One condition for all: a plain conditional region, which a run of nodes gives
+            # already unless a plain ``set`` inside a node stopped it; in a block it is local,
+            # which the rewrite checks on the probes (Kimi-K2 sets a name in a tool-result branch).
+            return Region(nodes, first[3:]) if any(map(_blocking, nodes)) else None
+        return Region(nodes, guard, roles) if nodes else None
+
+    def _writes(self, node: Node, any_: bool = False) -> bool:
+        """Every traced emission of ``node`` is non-empty (``any_``: at least one is)."""
+        items = self.items([node])
+        written = [it.emission.end > it.emission.start for it in items]
+        return any(written) if any_ else bool(items) and all(written)
+
+    def role(self, node: Node, stack: tuple[Block, ...], in_for: bool, roles: dict[int, str],
+             after_in: bool = False) -> str | None:
+        """How ``node`` is written in a two-pass region (see :class:`Region`), or None when it cannot
+        be written twice: a statement that leaves the loop, a side effect inside a loop that both
+        passes run, a node that writes prompt and generated text with no condition between them.
+        ``in_for``: inside a ``for`` that both passes run. ``after_in``: a sibling before ``node``
+        writes generated text; a node no probe reaches then stays in the generated copy, else in
+        the prompt copy (its order with its siblings is kept either way; its mask is unproved, as
+        it is outside a two-pass region). Nested nodes' roles go into ``roles``."""
+        if isinstance(node, Comment) or is_split_marker(node, self.template.source):
+            return "both"
+        if isinstance(node, Text) and not node.text.strip() and not self._writes(node, any_=True):
+            return "both"  # indentation that whitespace control always removes
+        if isinstance(node, Statement):
+            if node.name in ("break", "continue", "import", "from", "extends", "include"):
+                return None
+            if _blocking(node):  # a plain variable: before the block, or in both copies of a loop
+                return "both" if in_for else "out"
+            return None if in_for else "in"
+        items = self.items([node])
+        if not items:
+            if isinstance(node, Block) and _blocking(node):
+                return "both" if in_for else "out"
+            return "in" if after_in else "out"
+        labels = {it.label for it in items}
+        if STRADDLE in labels:
+            return None
+        if labels == {IN} or labels == {OUT}:
+            if in_for and isinstance(node, Block) and _has_side_effects(node):
+                return None
+            return "in" if labels == {IN} else "out"
+        cond = self.condition([node], stack)
+        if isinstance(cond, str):
+            return "if:" + cond
+        if not (isinstance(node, Block) and node.name in ("if", "for")):
+            return None
+        inner, loop = stack + (node,), in_for or node.name == "for"
+        for clause in node.clauses:
+            after = False
+            for child in clause.body:
+                role = self.role(child, inner, loop, roles, after)
+                if role is None:
+                    return None
+                roles[id(child)] = role
+                after = after or role == "in" and bool(self.items([child])) or role == "split" or role.startswith("if:")
+        return "split"
+
+
+def _has_side_effects(node: Block) -> bool:
+    """A statement other than a plain ``set`` inside ``node`` (``set ns.x``, ``do``...)."""
+    for clause in node.clauses:
+        for child in clause.body:
+            if isinstance(child, Statement) and not (child.name == "set" and _blocking(child)):
+                return True
+            if isinstance(child, Block) and _has_side_effects(child):
+                return True
+    return False

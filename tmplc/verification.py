@@ -196,6 +196,7 @@ class DefectKind(str, Enum):
     OTHER_ROLE = "other-role"  # masked text outside every assistant turn
     STOP_TOKEN = "stop-token"  # unmasked text at the end of a turn (the stop)
     FIELD = "field"  # unmasked generated text inside a turn
+    TOUCHING = "touching"  # two generation spans meet right after a multi-byte character
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,11 @@ class MaskDefect:
     def missing(self) -> bool:
         """Expected but not masked (as opposed to masked but not expected)."""
         return self.kind in (DefectKind.STOP_TOKEN, DefectKind.FIELD)
+
+    @property
+    def junction(self) -> bool:
+        """Masks are right but two spans meet (:func:`touching`), not a wrong character."""
+        return self.kind == DefectKind.TOUCHING
 
 
 def mask_of(spans: tuple[Span, ...] | list[Span]) -> set[int]:
@@ -252,6 +258,34 @@ def mask_diff(expected: Oracle, spans: tuple[Span, ...] | list[Span], owner: dic
         end = expected.turns.get(turn, (0, 0))[1]
         kind = DefectKind.STOP_TOKEN if b == end else DefectKind.FIELD
         out.append(MaskDefect(kind, (a, b), turn, text[a:b], owner.get(a)))
+    return out
+
+
+def touching(text: str, spans: tuple[Span, ...] | list[Span], owner: dict[int, int] | None = None) -> list[MaskDefect]:
+    """Places where one generation span ends and the next one starts, right after a character
+    that is more than one byte in UTF-8.
+
+    transformers maps a span to tokens with ``char_to_token`` at its first and last character, so
+    a span ending in a character that a byte-level tokenizer splits into several tokens (an emoji,
+    CJK extension B) keeps only the first of them; when the next span starts right there the rest
+    are lost, although the union of the spans is the right mask. Generated text that is contiguous
+    in the rendering must be one block. After an ASCII character no token is lost, so only those
+    junctions are defects. Empty spans are ignored (they cover nothing).
+
+    Args:
+        text: the rendering. spans: its generation spans, in characters of ``text``.
+        owner: character offset → source offset of the node that wrote it (:func:`owners`).
+
+    Returns:
+        One :class:`MaskDefect` of kind ``touching`` per junction: ``span`` is the character before
+        the junction and the one after it, ``text`` the 20 characters on each side.
+    """
+    owner = owner or {}
+    live = sorted((a, b) for a, b in spans if a < b)
+    out: list[MaskDefect] = []
+    for (_, end), (start, _) in zip(live, live[1:]):
+        if end == start and len(text[end - 1].encode("utf-8")) > 1:
+            out.append(MaskDefect(DefectKind.TOUCHING, (end - 1, end + 1), -1, text[max(0, end - 20) : end + 20], owner.get(end - 1)))
     return out
 
 
@@ -314,8 +348,10 @@ class CaseCheck:
         """One line: how many characters are missing from and added to the mask, and where."""
         text = self.oracle.text if self.oracle else ""
         missing = sorted(c for d in self.defects if d.missing for c in range(*d.span))
-        extra = sorted(c for d in self.defects if not d.missing for c in range(*d.span))
-        what = []
+        extra = sorted(c for d in self.defects if not d.missing and not d.junction for c in range(*d.span))
+        what = [f"two generation spans touch at {d.span[0] + 1}, after a multi-byte character ({d.text!r}): "
+                "transformers drops that character's other tokens; contiguous generated text must be one block"
+                for d in self.defects[:1] if d.junction]
         if missing:
             what.append(f"{len(missing)} expected characters not masked (first at {missing[0]}: {text[missing[0]:missing[0] + 20]!r})")
         if extra:
@@ -368,6 +404,10 @@ def check_renderings(orig: Renderings, train: Renderings, owner: Callable[[str],
         return result
     if mask_of(full.spans) != result.oracle.mask():
         result.defects = mask_diff(result.oracle, full.spans, owner(full.text) if owner else None)
+    else:
+        result.defects = touching(full.text, full.spans)
+        if result.defects and owner:
+            result.defects = touching(full.text, full.spans, owner(full.text))
     return result
 
 
@@ -391,5 +431,5 @@ def prefix_break(r: Renderings) -> int | None:
 
 __all__ = [
     "CaseCheck", "DefectKind", "MaskDefect", "Raised", "RenderDiff", "Rendered", "Renderings", "TemplateRaised",
-    "check_case", "check_renderings", "mask_diff", "prefix_break", "mask_of", "mark_spans", "merge_spans", "outcome", "owners", "runs", "same_rendering",
+    "check_case", "check_renderings", "mask_diff", "prefix_break", "mask_of", "mark_spans", "merge_spans", "outcome", "owners", "runs", "same_rendering", "touching",
 ]
