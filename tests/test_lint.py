@@ -16,10 +16,6 @@ from tmplc.lint import lint_source
 from tmplc.rules import select
 
 TRAINING = sorted((REPO / "templates").glob("*_training.jinja"))
-# Goldens with touching generation blocks (TMPL011, measured with tests/test_tokens.py); the
-# integrator empties this set when issue 8 part 1 (block merge) lands.
-ADJACENT_BLOCKS = {"qwen2_5_training", "qwen3_training"}
-MERGE_PENDING = pytest.mark.xfail(reason="adjacent generation blocks; fixed by issue 8 part 1 (block merge)", strict=True)
 
 
 def run(*args):
@@ -27,8 +23,7 @@ def run(*args):
     return result.exit_code, result.output
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, marks=[MERGE_PENDING] if p.stem in ADJACENT_BLOCKS else [])
-                                  for p in TRAINING], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", TRAINING, ids=lambda p: p.stem)
 def test_clean_on_generated_templates(path):
     diags = lint_source(path.read_text(encoding="utf-8"), str(path), select())
     assert diags == []
@@ -71,7 +66,7 @@ def test_lint_never_imports_heavy_modules(tmp_path):
 
 def test_exit_codes_and_formats(tmp_path):
     good = REPO / "templates" / "qwen2_5_training.jinja"
-    assert run(good, *(["--ignore", "TMPL011"] if good.stem in ADJACENT_BLOCKS else []))[0] == 0
+    assert run(good)[0] == 0
     code, out = run(CORPUS / "trl__qwen2_5_training.jinja", "--format", "json")
     assert code == 1
     data = json.loads(out)
@@ -131,10 +126,7 @@ def test_pre_commit_hook(tmp_path):
         return proc.returncode, proc.stdout + proc.stderr
 
     code, out = hook()
-    if target.stem in ADJACENT_BLOCKS:  # only the touching blocks until the merge lands
-        assert code == 1 and set(re.findall(r"TMPL\d+", out)) == {"TMPL011"}, out
-    else:
-        assert code == 0, out
+    assert code == 0, out
 
     lines = good.split("\n")
     assert "{% endgeneration +%}" in lines[47]

@@ -23,6 +23,7 @@ from .analysed import Analysed, analyse
 from .containers import Source, atomic_write, plan_outputs, read_sources, write_all
 from .errors import InputError, NestingError, NotProved, OutputError, one_line
 from .lint import discover, format_github, format_json, format_text, lint_source, source_of
+from .tokens import load_tokenizer  # transformers is imported inside it, only when a tokenizer is loaded
 
 DEFAULT_TIMEOUT = 120.0  # seconds of rendering per template
 
@@ -115,9 +116,12 @@ def _record(src: Source, result) -> dict:
               help="Seconds of rendering per template; a template over it is unsupported [render-timeout].")
 @click.option("--check", is_flag=True, help="Prove only; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per template.")
+@click.option("--tokenizer", "tokenizer_path", type=click.Path(path_type=Path),
+              help="A tokenizer folder, tokenizer.json or tokenizer_config.json: also prove the token-level "
+                   "masks. Default: the tokenizer beside an input tokenizer_config.json, if any.")
 @click.option("--verbose", is_flag=True, help="Show the traceback of an internal error.")
 @contract
-def augment(paths, out, examples, seed, timeout, check, as_json, verbose) -> None:
+def augment(paths, out, examples, seed, timeout, check, as_json, tokenizer_path, verbose) -> None:
     """Insert {% generation %} markers, prove them, and write NAME_training.jinja.
 
     All or nothing: files are written only when every template passed.
@@ -130,10 +134,12 @@ def augment(paths, out, examples, seed, timeout, check, as_json, verbose) -> Non
     analysed = _read_all(paths)
     sources = [src for src, _ in analysed]
     dests = [None] * len(sources) if check else plan_outputs(sources, out)
+    tokenizers = _tokenizers(sources, tokenizer_path)
     records, pending = [], []
     for (src, template), dest in zip(analysed, dests):
+        tokenizer = tokenizers.get(src.path)
         result = run(template, src.label if src.name else src.path.name, examples=examples, seed=seed,
-                     timeout=timeout)
+                     timeout=timeout, tokenizer=tokenizer)
         records.append(_record(src, result))
         if result.status == "unsupported":
             if not as_json:
@@ -142,7 +148,8 @@ def augment(paths, out, examples, seed, timeout, check, as_json, verbose) -> Non
         if not as_json:
             what = ("markers verified" if result.status == "verified" else
                     "proved (not written: --check)" if check else "proved")
-            click.echo(one_line(f"{src.label}: {what}; {result.report.examples} examples, seed {seed}"))
+            click.echo(one_line(f"{src.label}: {what}; {result.report.examples} examples, seed {seed}"
+                                + (_token_summary(result.report) if tokenizer is not None else "")))
         if result.status == "proved" and not check:
             pending.append((len(records) - 1, dest, result.text))
     failed = sum(r["status"] == "unsupported" for r in records)
@@ -153,6 +160,37 @@ def augment(paths, out, examples, seed, timeout, check, as_json, verbose) -> Non
     for r in records if as_json else ():
         click.echo(json.dumps(r))
     sys.exit(1 if failed else 0)
+
+
+def _tokenizers(sources: list[Source], explicit: Path | None) -> dict[Path, object]:
+    """The tokenizer of each input: ``--tokenizer`` for all, else the one saved beside an input
+    ``tokenizer_config.json`` (a model folder). Loads transformers only when there is one.
+
+    Raises:
+        InputError: a tokenizer that cannot be loaded.
+    """
+    if explicit is not None:
+        tok = load_tokenizer(explicit)
+        return {src.path: tok for src in sources}
+    out: dict[Path, object] = {}
+    for src in sources:
+        if src.path.name == "tokenizer_config.json" and (src.path.parent / "tokenizer.json").is_file() \
+                and src.path not in out:
+            out[src.path] = load_tokenizer(src.path)
+    return out
+
+
+def _token_summary(report) -> str:
+    """``; tokens: …`` for the one-line result: renderings checked, straddling tokens (a warning),
+    the stop tokens seen (special or plain text, TRL's stop check)."""
+    text = f"; tokens: {report.token_renderings} renderings, 0 lost, 0 added"
+    if report.straddling:
+        text += f"; warning: {report.straddling} tokens straddle a span edge ({report.straddling_detail})"
+    if report.special_stops:
+        text += f"; stop tokens (added vocabulary): {', '.join(sorted(report.special_stops))}"
+    if report.plain_text_stops:
+        text += f"; plain-text stops: {', '.join(map(repr, sorted(report.plain_text_stops)))}"
+    return text
 
 
 def _write(pending: list, records: list[dict], as_json: bool) -> None:
@@ -190,8 +228,6 @@ def lint(paths, training, source_path, fmt, select, ignore, tokenizer_path) -> N
         read_sources(source_path)  # InputError (exit 2): missing, a directory, unreadable, not UTF-8
     tokenizer = None
     if tokenizer_path is not None:
-        from .tokens import load_tokenizer  # transformers only with --tokenizer, never on plain lint
-
         tokenizer = load_tokenizer(tokenizer_path)
     diags, texts = [], {}
     for path in discover(list(paths)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import Any
 
 from .analysed import Analysed, analyse
 from .errors import InputError, NestingError
@@ -20,6 +21,7 @@ from .prove import Failure, FailureKind, ProofReport, limit_failure, prove
 from .reasons import CannotAugment, Reason
 from .render import RenderLimit, budget
 from .rewrite import header, rewrite
+from .tokens import TokenChecker
 
 MAX_ROUNDS = 3  # counterexample-guided rounds: locate again with the failing conversation
 
@@ -90,7 +92,7 @@ class _Clock:
 
 
 def augment(source: str | Analysed, name: str = "<string>", examples: int = 200, seed: int = 0,
-            timeout: float | None = None) -> AugmentResult:
+            timeout: float | None = None, tokenizer: Any = None) -> AugmentResult:
     """Compile a chat template into its training variant and prove it.
 
     Args:
@@ -101,6 +103,9 @@ def augment(source: str | Analysed, name: str = "<string>", examples: int = 200,
         timeout: wall-clock seconds for every render of this template together (analysis,
             locate and proof; :func:`tmplc.render.budget`); None: no time limit. Renderings
             are limited to :data:`tmplc.render.MAX_RENDER_CHARS` characters either way.
+        tokenizer: a fast tokenizer (:func:`tmplc.tokens.load_tokenizer`): the proof then also
+            checks the token-level mask transformers derives from the spans (no token of a span
+            lost, none outside added) on conversations with multi-byte field edges.
 
     Returns:
         :class:`Proved`, :class:`Verified` or :class:`Unsupported`; never raises for a template
@@ -117,7 +122,7 @@ def augment(source: str | Analysed, name: str = "<string>", examples: int = 200,
         try:
             with clock("parse"):
                 original = analyse(source, name) if isinstance(source, str) else source
-            return _augment(original, name, examples, seed, clock)
+            return _augment(original, name, examples, seed, clock, TokenChecker(tokenizer) if tokenizer else None)
         except InputError as exc:
             if original is None and not isinstance(exc, NestingError):
                 raise  # malformed Jinja in the input; after analysis, an InputError is tmplc's bug
@@ -138,11 +143,12 @@ def _failed(exc: BaseException, clock: _Clock) -> Unsupported:
                        trace="".join(traceback.format_exception(exc)))
 
 
-def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Clock) -> AugmentResult:
+def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Clock,
+             tokens: TokenChecker | None) -> AugmentResult:
     features = original.features
     if original.has_markers:
         with clock("proof"):
-            existing = prove(original, original, examples, seed)
+            existing = prove(original, original, examples, seed, tokens=tokens)
         failure = existing.failure
         if failure is None:
             return Verified(original.source, existing, features, clock.timings)
@@ -166,7 +172,7 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
                 return Unsupported(Reason.TOO_DEEPLY_NESTED, f"the training template (markers add a level) is "
                                    f"{exc.message}", None, report, features, clock.timings)
         with clock("proof"):
-            report = prove(original, training, examples, seed)
+            report = prove(original, training, examples, seed, tokens=tokens)
         failure = report.failure
         if failure is None and report.turns_checked == 0:
             return Unsupported(Reason.NEVER_RENDERS_ASSISTANT,
@@ -175,7 +181,7 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
         if failure is None:
             return Proved(training.source, report, tuple(regions), features, clock.timings)
         last_failure = failure
-        if failure.kind in (FailureKind.ORACLE, FailureKind.BUDGET):
+        if failure.kind in (FailureKind.ORACLE, FailureKind.BUDGET, FailureKind.TOKENS):
             return Unsupported(failure.reason or Reason.PROOF_FAILED, failure.message, failure, report, features,
                                clock.timings)
         # Counterexample-guided: learn from the failing conversation and locate again.
@@ -185,7 +191,7 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
 
 
 def verify(original: str, training: str, examples: int = 200, seed: int = 0,
-           timeout: float | None = None) -> ProofReport:
+           timeout: float | None = None, tokenizer: Any = None) -> ProofReport:
     """Prove that ``training`` renders like ``original`` and masks what the model generates.
 
     Args:
@@ -193,6 +199,7 @@ def verify(original: str, training: str, examples: int = 200, seed: int = 0,
         examples, seed: hypothesis examples and seed.
         timeout: seconds for the proof's renders (None: no time limit); a render over the budget
             is the report's failure (``FailureKind.BUDGET``).
+        tokenizer: check token-level masks too (see :func:`augment`).
 
     Returns:
         :class:`tmplc.prove.ProofReport`.
@@ -200,7 +207,8 @@ def verify(original: str, training: str, examples: int = 200, seed: int = 0,
     Raises:
         InputError: either template is malformed Jinja.
     """
-    return prove(analyse(original, "original"), analyse(training, "training"), examples, seed, timeout)
+    tokens = TokenChecker(tokenizer) if tokenizer is not None else None
+    return prove(analyse(original, "original"), analyse(training, "training"), examples, seed, timeout, tokens)
 
 
 __all__ = ["AugmentResult", "Proved", "Unsupported", "Verified", "augment", "verify"]

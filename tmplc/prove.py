@@ -17,19 +17,21 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 import platformdirs
 from hypothesis import HealthCheck, given, seed as hseed, settings
 from hypothesis.configuration import set_hypothesis_home_dir
+from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
 from .analysed import Analysed
 from .conversations import Case
 from .reasons import Reason
 from .render import RenderLimit, budget
-from .strategies import cases
+from .strategies import cases, edge_texts, texts
+from .tokens import TokenChecker, TokenReport
 from .verification import check_case
 
 
@@ -47,6 +49,7 @@ class FailureKind(str, Enum):
     ORACLE = "oracle"  # the oracle cannot give a correct mask for a turn (``reason`` says why)
     HYPOTHESIS = "hypothesis"  # hypothesis itself gave up (flaky or unsatisfiable)
     BUDGET = "budget"  # a render exceeded the time or size budget (``reason`` says which)
+    TOKENS = "tokens"  # with a tokenizer: a token inside a span not masked, or one outside masked
 
 
 @dataclass(frozen=True)
@@ -78,20 +81,38 @@ class ProofReport:
     seed: int = 0
     failure: Failure | None = None
     turns_checked: int = 0
+    # With a tokenizer (counts in tokens): renderings checked at token level, tokens straddling a
+    # span edge (a warning: inherent to the text, e.g. Qwen's "\n" cue + content "\n\n" -> one
+    # "\n\n\n" token), the first one described, and the stops seen (TRL's stop-token check).
+    token_renderings: int = 0
+    straddling: int = 0
+    straddling_detail: str = ""
+    special_stops: set[str] = field(default_factory=set)
+    plain_text_stops: set[str] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
         return self.failure is None
 
+    def add_tokens(self, reports: list[TokenReport]) -> None:
+        """Count the token reports of one conversation (warnings; failures are raised by :func:`check`)."""
+        for r in reports:
+            self.token_renderings += 1
+            self.straddling += r.straddling
+            self.straddling_detail = self.straddling_detail or r.straddling_detail
+            if r.stop_text is not None:
+                (self.special_stops if r.stop_token_trained else self.plain_text_stops).add(r.stop_text)
+
 
 def check(original: Analysed, training: Analysed, case: Case, report: ProofReport | None = None,
-          memos: tuple[dict, dict] | None = None) -> None:
-    """Check every property on one conversation (:func:`tmplc.verification.check_case`).
+          memos: tuple[dict, dict] | None = None, tokens: TokenChecker | None = None) -> None:
+    """Check every property on one conversation (:func:`tmplc.verification.check_case`), at token
+    level too when ``tokens`` is given.
 
     Raises:
         ProofFailure: the first property that fails, with the conversation.
     """
-    result = check_case(original.compiled, training.compiled, case, memos)
+    result = check_case(original.compiled, training.compiled, case, memos, tokens)
     if result.render_diff is not None:
         raise ProofFailure(Failure(FailureKind.RENDER, result.render_diff.describe(), case))
     if report is not None and result.valid:
@@ -103,6 +124,11 @@ def check(original: Analysed, training: Analysed, case: Case, report: ProofRepor
         report.turns_checked += len(result.oracle.turns)
     if result.defects:
         raise ProofFailure(Failure(FailureKind.MASK, result.mask_message(), case, result.mask_detail()))
+    if report is not None:
+        report.add_tokens(result.tokens)
+    bad = result.token_failure
+    if bad is not None:
+        raise ProofFailure(Failure(FailureKind.TOKENS, f"token-level mask: {bad.detail}", case))
 
 
 @contextmanager
@@ -135,7 +161,7 @@ def limit_failure(exc: RenderLimit) -> Failure:
 
 
 def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int = 0,
-          timeout: float | None = None) -> ProofReport:
+          timeout: float | None = None, tokens: TokenChecker | None = None) -> ProofReport:
     """Run the proof with ``examples`` hypothesis examples from ``seed`` (deterministic).
 
     Args:
@@ -143,6 +169,9 @@ def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int
         examples: conversations drawn from :func:`tmplc.strategies.cases` of the original's features.
         timeout: seconds for the whole proof (:func:`tmplc.render.budget`; None: only the budget
             the caller runs in, if any).
+        tokens: the token-level check (:class:`tmplc.tokens.TokenChecker`); conversations then
+            also draw field bodies that start and end with multi-byte characters
+            (:func:`tmplc.strategies.edge_texts`).
 
     Returns:
         A :class:`ProofReport`; a failure holds the shrunk counterexample, or the conversation
@@ -162,10 +191,10 @@ def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int
         print_blob=False,
         report_multiple_bugs=False,
     )
-    @given(cases(original.features))
+    @given(cases(original.features, None if tokens is None else st.one_of(texts, edge_texts())))
     def run(case: Case):
         report.examples += 1
-        check(original, training, case, report, memos)
+        check(original, training, case, report, memos, tokens)
 
     try:
         with budget(timeout), _reproducible():

@@ -323,6 +323,18 @@ def compile_template(source: str, trace: bool = False) -> jinja2.Template:
     return environment(trace).from_string(source)
 
 
+def merge_spans(spans: tuple[Span, ...] | list[Span]) -> list[Span]:
+    """Union of generation spans as sorted disjoint ``[start, end)`` runs (characters; touching
+    spans merged, empty ones dropped)."""
+    out: list[list[int]] = []
+    for a, b in sorted(s for s in spans if s[1] > s[0]):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
 def jinja_error(exc: jinja2.TemplateSyntaxError, source: str, label: str) -> InputError:
     """The one-line :class:`InputError` for a jinja2 syntax error.
 

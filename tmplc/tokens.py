@@ -38,6 +38,7 @@ from typing import Any, Sequence
 
 from .conversations import Case
 from .errors import InputError
+from .render import merge_spans, render
 
 Span = tuple[int, int]
 
@@ -163,17 +164,6 @@ def _check_json(f: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- masks
-
-def merge_spans(spans: Sequence[Span]) -> list[Span]:
-    """Union of character spans as sorted, disjoint ``[start, end)`` runs (touching runs joined)."""
-    out: list[list[int]] = []
-    for a, b in sorted(s for s in spans if s[1] > s[0]):
-        if out and a <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return [(a, b) for a, b in out]
-
 
 def classify_tokens(offsets: Sequence[Span], spans: Sequence[Span]) -> list[str]:
     """Expected state of each token, from offsets only (independent of ``char_to_token``).
@@ -375,8 +365,6 @@ def check_tokens(tokenizer, training_source: str, case: Case) -> TokenReport:
         Whatever the template raises (``jinja2.TemplateError``...) on the conversation;
         :class:`RenderingMismatch` when transformers tokenized a different text than tmplc rendered.
     """
-    from .render import render
-
     messages = case.messages  # both sides drop None-valued keys (tmplc.render.drop_none)
     kwargs = template_kwargs(tokenizer, case)
     out = tokenizer.apply_chat_template(
@@ -394,11 +382,40 @@ def check_case_tokens(tokenizer, training_source, case: Case) -> TokenReport:
 
     Args, returns and raises as :func:`check_tokens`.
     """
-    from .render import render
-
     text, spans = render(training_source, case.messages, case.tools, add_generation_prompt=case.full_agp,
                          **template_kwargs(tokenizer, case))
     return check_rendering(tokenizer, text, spans)
+
+
+class TokenChecker:
+    """The token-level check the verification core runs on every conversation of a proof
+    (:func:`tmplc.verification.check_renderings`), with one tokenizer loaded once.
+
+    For a conversation it checks the rendering the proof already has (with sentinels) and the
+    :func:`plain` rendering of the same conversation (sentinels end every field with ``»``, which
+    hides a span edge inside the field's last character). Idea: transformers'
+    ``apply_chat_template(..., return_assistant_tokens_mask=True)`` maps spans to tokens with
+    ``char_to_token`` at their first and last character (:func:`transformers_assistant_mask`).
+
+    Args:
+        tokenizer: a fast tokenizer (:func:`load_tokenizer`).
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, template, case: Case, text: str, spans: Sequence[Span]) -> list[TokenReport]:
+        """Reports (counts in tokens) for ``text``/``spans`` (characters; the training template's
+        rendering of ``case``) and for the plain form of ``case``; the plain form is skipped when
+        the template refuses it."""
+        reports = [check_rendering(self.tokenizer, text, spans)]
+        p = plain(case)
+        try:
+            plain_text, plain_spans = render(template, p.messages, p.tools, add_generation_prompt=p.full_agp, **p.kwargs)
+        except Exception:  # noqa: BLE001 - a template that refuses the plain form: nothing more to check
+            return reports
+        reports.append(check_rendering(self.tokenizer, plain_text, plain_spans))
+        return reports
 
 
 # ----------------------------------------------------------------------------- sentinels
@@ -464,7 +481,7 @@ def _fill(value: Any, fill: str) -> Any:
 
 
 __all__ = [
-    "RenderingMismatch", "TokenReport", "load_tokenizer", "check_tokens", "check_rendering", "check_case_tokens", "classify_tokens",
-    "transformers_assistant_mask", "merge_spans", "plain", "strip_sentinels",
+    "RenderingMismatch", "TokenChecker", "TokenReport", "load_tokenizer", "check_tokens", "check_rendering", "check_case_tokens", "classify_tokens",
+    "transformers_assistant_mask", "plain", "strip_sentinels",
     "template_kwargs",
 ]

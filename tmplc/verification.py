@@ -24,6 +24,8 @@ from typing import Any, Callable
 
 from .conversations import Case, Span
 from .oracle import Oracle, Problem, expected_masks
+from .render import merge_spans
+from .tokens import TokenChecker, TokenReport
 from .trace import Instrumented, TraceError, read_trace
 
 
@@ -312,17 +314,6 @@ def mark_spans(text: str, spans: list[Span], open_: str = "⟦", close: str = "�
     return "".join(out)
 
 
-def merge_spans(spans: tuple[Span, ...] | list[Span]) -> list[Span]:
-    """Union of spans as sorted disjoint spans (touching spans are merged, empty ones dropped)."""
-    out: list[list[int]] = []
-    for a, b in sorted(s for s in spans if s[1] > s[0]):
-        if out and a <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return [(a, b) for a, b in out]
-
-
 @dataclass
 class CaseCheck:
     """What :func:`check_case` found on one conversation.
@@ -339,10 +330,16 @@ class CaseCheck:
     problem: Problem | None = None
     rendered: Rendered | None = None
     defects: list[MaskDefect] = field(default_factory=list)
+    tokens: list[TokenReport] = field(default_factory=list)  # token-level reports, with a tokenizer
+
+    @property
+    def token_failure(self) -> TokenReport | None:
+        """The first token report that loses or adds tokens."""
+        return next((r for r in self.tokens if not r.ok), None)
 
     @property
     def ok(self) -> bool:
-        return self.render_diff is None and self.problem is None and not self.defects
+        return self.render_diff is None and self.problem is None and not self.defects and self.token_failure is None
 
     def mask_message(self) -> str:
         """One line: how many characters are missing from and added to the mask, and where."""
@@ -367,22 +364,26 @@ class CaseCheck:
                 + "\nactual ⟦…⟧:\n" + mark_spans(text, merge_spans(self.rendered.spans)))
 
 
-def check_case(original: Any, training: Any, case: Case, memos: tuple[dict, dict] | None = None) -> CaseCheck:
+def check_case(original: Any, training: Any, case: Case, memos: tuple[dict, dict] | None = None,
+               tokens: TokenChecker | None = None) -> CaseCheck:
     """Check one conversation: unchanged rendering, then masks against the oracle.
 
     Args:
         original: the shipped template, compiled. training: the template with markers, compiled.
         case: the conversation.
         memos: render memos of the two templates shared across conversations (see :class:`Renderings`).
+        tokens: the token-level check (:class:`tmplc.tokens.TokenChecker`), run once the
+            characters are right.
 
     Returns:
         :class:`CaseCheck`; the first failing property stops the check.
     """
     a, b = memos or (None, None)
-    return check_renderings(Renderings(original, case, a), Renderings(training, case, b))
+    return check_renderings(Renderings(original, case, a), Renderings(training, case, b), tokens=tokens)
 
 
-def check_renderings(orig: Renderings, train: Renderings, owner: Callable[[str], dict[int, int]] | None = None) -> CaseCheck:
+def check_renderings(orig: Renderings, train: Renderings, owner: Callable[[str], dict[int, int]] | None = None,
+                     tokens: TokenChecker | None = None) -> CaseCheck:
     """:func:`check_case` on renderings of one conversation; pass the same :class:`Renderings`
     twice to check a marked template's masks only (lint). ``owner`` maps the full rendering's
     characters to template nodes (:func:`owners`) for the defects."""
@@ -408,6 +409,8 @@ def check_renderings(orig: Renderings, train: Renderings, owner: Callable[[str],
         result.defects = touching(full.text, full.spans)
         if result.defects and owner:
             result.defects = touching(full.text, full.spans, owner(full.text))
+    if tokens is not None and not result.defects:
+        result.tokens = tokens(train.template, train.case, full.text, full.spans)
     return result
 
 

@@ -1,4 +1,6 @@
-from ..render import has_markers
+import re
+
+from ..verification import touching
 from .base import Bad, Context, Good, Rule
 
 _HEAD = "{% for m in messages %}{% if m.role == 'assistant' %}{{ '<|assistant|>\\n' }}"
@@ -44,20 +46,22 @@ class TouchingGenerationBlocks(Rule):
     ]
 
     def check(self, ctx: Context):
-        if not has_markers(ctx.source):
+        if not ctx.analysed.has_markers:
             return
         seen: set[int] = set()
         for r in ctx.lined_renders:
-            spans = [s for s in r.spans if s[1] > s[0]]
-            for (a, b, line_a), (c, d, line) in zip(spans, spans[1:]):
-                if b != c or r.text[b - 1].isascii() or line in seen:
+            starts = {a: line for a, b, line in r.spans if b > a}
+            ends = {b: line for a, b, line in r.spans if b > a}
+            for d in touching(r.text, [(a, b) for a, b, _ in r.spans]):
+                junction = d.span[0] + 1
+                line, line_a = starts[junction], ends[junction]
+                if line in seen:
                     continue
                 seen.add(line)
-                offset = _line_offset(ctx.source, line)
-                yield self.at(ctx, offset,
+                yield self.at(ctx, _line_offset(ctx.source, line),
                               f"this generation block starts where the block of line {line_a} ends, after "
-                              f"{r.text[max(a, b - 8):b]!r}: a span ending inside a multi-byte character loses "
-                              f"the rest of its tokens; make contiguous generated text one block "
+                              f"{r.text[max(0, junction - 8):junction]!r}: a span ending inside a multi-byte character "
+                              f"loses the rest of its tokens; make contiguous generated text one block "
                               f"(probe with {len(r.case.messages)} messages)")
 
 
@@ -68,7 +72,5 @@ def _line_offset(source: str, line: int) -> int:
         start = source.index("\n", start) + 1
     end = source.find("\n", start)
     end = len(source) if end < 0 else end
-    import re
-
     m = re.search(r"\{%[-+]?\s*generation\s*[-+]?%\}", source[start:end])
     return start + (m.start() if m else 0)
