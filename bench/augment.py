@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, seed as hseed, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as hseed
 
 from tmplc import augment
 from tmplc.analysed import Analysed

@@ -23,53 +23,60 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 
+def sweep(tok, original: str, training: str, examples: int) -> tuple[dict, str]:
+    """Token reports of ``examples`` conversations (plain and sentinel forms): counts and the first problem."""
+    from hypothesis import HealthCheck, given, seed, settings
+
+    from tmplc.probes import detect_features
+    from tmplc.strategies import cases, edge_texts
+    from tmplc.tokens import RenderingMismatch, check_tokens, plain
+
+    stats = {"checked": 0, "failing": 0, "lost": 0, "added": 0, "straddling": 0, "plain_stop": 0}
+    first = [""]
+
+    @seed(0)
+    @settings(max_examples=examples, database=None, deadline=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(cases(detect_features(original), edge_texts()))
+    def run(case):
+        for c in (plain(case), case):
+            try:
+                r = check_tokens(tok, training, c)
+            except RenderingMismatch as exc:
+                first[0] = first[0] or f"MISMATCH {exc}"
+                continue
+            except Exception:  # noqa: BLE001 - the template refuses the conversation
+                continue
+            stats["checked"] += 1
+            stats["lost"] += r.lost
+            stats["added"] += r.added
+            stats["straddling"] += r.straddling
+            stats["plain_stop"] += r.stop_token_trained is False
+            if not r.ok:
+                stats["failing"] += 1
+                first[0] = first[0] or r.detail
+
+    run()
+    return stats, first[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokenizer", default="qwen3")
     ap.add_argument("--examples", type=int, default=60)
     args = ap.parse_args()
 
-    from hypothesis import HealthCheck, given, seed, settings
     from real_tokenizers import get_tokenizer
-
-    from tmplc.probes import detect_features
-    from tmplc.strategies import cases, edge_texts
-    from tmplc.tokens import RenderingMismatch, check_tokens, plain
 
     tok = get_tokenizer(args.tokenizer)
     names = sorted(p.name[: -len("_training.jinja")] for p in (REPO / "templates").glob("*_training.jinja"))
     for name in names:
         original = (REPO / "templates" / f"{name}.jinja").read_text(encoding="utf-8")
         training = (REPO / "templates" / f"{name}_training.jinja").read_text(encoding="utf-8")
-        stats = {"checked": 0, "failing": 0, "lost": 0, "added": 0, "straddling": 0, "plain_stop": 0}
-        first = [""]
-
-        @seed(0)
-        @settings(max_examples=args.examples, database=None, deadline=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck))
-        @given(cases(detect_features(original), edge_texts()))
-        def run(case):
-            for c in (plain(case), case):
-                try:
-                    r = check_tokens(tok, training, c)
-                except RenderingMismatch as exc:
-                    first[0] = first[0] or f"MISMATCH {exc}"
-                    continue
-                except Exception:  # noqa: BLE001 - the template refuses the conversation
-                    continue
-                stats["checked"] += 1
-                stats["lost"] += r.lost
-                stats["added"] += r.added
-                stats["straddling"] += r.straddling
-                stats["plain_stop"] += r.stop_token_trained is False
-                if not r.ok:
-                    stats["failing"] += 1
-                    first[0] = first[0] or r.detail
-
         t0 = time.perf_counter()
-        run()
+        stats, first = sweep(tok, original, training, args.examples)
         print(f"{name:20s} {time.perf_counter() - t0:5.1f}s " + " ".join(f"{k}={v}" for k, v in stats.items())
-              + (f"\n    {first[0]}" if first[0] else ""), flush=True)
+              + (f"\n    {first}" if first else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -39,7 +39,7 @@ def tokenizer_dir(name: str) -> Path | None:
     return folder if (folder / "tokenizer.json").is_file() else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(name: str):
     from tmplc.tokens import load_tokenizer
 

@@ -6,8 +6,8 @@ them, even when the next span starts right there (issue 8).
 """
 
 import pytest
-
 from conftest import CORPUS, REPO, read
+
 from tmplc.analysed import Analysed
 from tmplc.conversations import Case, tool_call, wrap
 from tmplc.errors import InputError

@@ -13,7 +13,6 @@ import json
 import os
 
 import pytest
-
 from conftest import REPO
 from real_tokenizers import tokenizer_dir
 
@@ -30,13 +29,11 @@ trl = pytest.importorskip("trl")
 pytest.importorskip("datasets")
 
 from tmplc.conversations import TOOLS  # noqa: E402
-from tmplc.render import render  # noqa: E402
-from tmplc.render import drop_none  # noqa: E402
+from tmplc.render import drop_none, render  # noqa: E402
 from tmplc.tokens import IN, OUT, STRADDLING, classify_tokens, template_kwargs  # noqa: E402
 
-# One generation block per assistant turn, Qwen3-compatible ChatML text. The integrator may switch
-# this to templates/qwen3_training.jinja once issue 8 part 1 (block merge) lands.
-TEMPLATE = REPO / "templates" / "qwen3_vl_training.jinja"
+# What tmplc writes for Qwen3 (one generation block per contiguous generated run).
+TEMPLATE = REPO / "templates" / "qwen3_training.jinja"
 # Shipped templates without markers: one TRL does not know (refused) and one it knows byte for byte.
 UNKNOWN_TO_TRL = REPO / "templates" / "chatml.jinja"
 KNOWN_TO_TRL = REPO / "templates" / "qwen3.jinja"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from real_tokenizers import tokenizer_dir
 from conftest import REPO
+from real_tokenizers import tokenizer_dir
+
 from tmplc.cli import main
 from tmplc.render import render
 

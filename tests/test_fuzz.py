@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from conftest import REPO
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from tmplc.cli import main
 
 ORIGINALS = sorted(p for p in (REPO / "templates").glob("*.jinja") if not p.stem.endswith("_training"))

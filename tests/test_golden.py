@@ -2,8 +2,8 @@
 writes (default 200 examples, seed 0). `pytest --update-goldens` rewrites them."""
 
 import pytest
-
 from conftest import REPO, read
+
 from tmplc import augment, verify
 from tmplc.containers import Source, output_path
 

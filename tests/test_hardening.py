@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 CHATML = (REPO / "templates" / "chatml.jinja").read_text(encoding="utf-8")

@@ -1,7 +1,6 @@
 """`tmplc lint` on real templates: clean on tmplc's output, TRL's measured defects found."""
 
 import json
-import re
 import os
 import shutil
 import subprocess
@@ -9,8 +8,8 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import CORPUS, REPO
+
 from tmplc.cli import main
 from tmplc.lint import lint_source
 from tmplc.rules import select

@@ -3,8 +3,8 @@
 import json
 
 from click.testing import CliRunner
-
 from conftest import CORPUS, read
+
 from tmplc import augment, corpus, rewrite
 from tmplc.cli import main
 from tmplc.compiler import Proved, Unsupported, Verified

@@ -6,9 +6,9 @@ Two references: ``render_jinja_template`` (what renders, with the spans) on the 
 (which checks that normalization itself)."""
 
 import pytest
-
 from conftest import corpus_files, read
 from real_tokenizers import get_tokenizer
+
 from tmplc.analysed import Analysed
 from tmplc.render import drop_none, render
 

@@ -1,8 +1,8 @@
 """Every rule's bad/good examples run as tests; docs/rules.md is current; docstrings have the sections."""
 
 import pytest
-
 from conftest import REPO
+
 from tmplc.lint import lint_source
 from tmplc.rules import RULES, select
 from tmplc.rules.base import SECTIONS

@@ -8,8 +8,8 @@ import tempfile
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import REPO
+
 from tmplc.cli import main
 from tmplc.show import load_conversations, mask_view, sample_case, show, to_html
 

@@ -1,11 +1,11 @@
 """Lossless parsing: the round trip is byte-exact on the corpus and on generated templates."""
 
 import pytest
-from hypothesis import assume, given
-from lark.exceptions import UnexpectedInput
-from hypothesis.extra.lark import from_lark
-
 from conftest import corpus_files, read
+from hypothesis import assume, given
+from hypothesis.extra.lark import from_lark
+from lark.exceptions import UnexpectedInput
+
 from tmplc.errors import InputError
 from tmplc.syntax import Block, Output, parse
 from tmplc.syntax.cst import _parser

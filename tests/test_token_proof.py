@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import REPO, read
 from real_tokenizers import get_tokenizer, tokenizer_dir
+
 from tmplc import augment, verify
 from tmplc.cli import main
 from tmplc.conversations import Case

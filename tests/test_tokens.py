@@ -8,19 +8,24 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
-
 from conftest import REPO
+from hypothesis import HealthCheck, given, seed, settings
 from real_tokenizers import get_tokenizer, tokenizer_dir
+
 from tmplc.conversations import Case, wrap
-from tmplc.probes import detect_features
 from tmplc.errors import InputError
+from tmplc.probes import detect_features
 from tmplc.strategies import EDGE_CHARS, cases, edge_texts
-from tmplc.tokens import (RenderingMismatch, check_case_tokens, check_rendering, check_tokens, classify_tokens,
-                          load_tokenizer, plain)
+from tmplc.tokens import (
+    RenderingMismatch,
+    check_case_tokens,
+    check_tokens,
+    classify_tokens,
+    load_tokenizer,
+    plain,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("transformers")

@@ -12,7 +12,6 @@ are classified from offsets (:func:`tmplc.tokens.classify_tokens`).
 import os
 
 import pytest
-
 from conftest import REPO
 from real_tokenizers import tokenizer_dir
 

@@ -6,8 +6,8 @@ the oracle and TRL does not. Known TRL defects (../shared/design/README.md) must
 """
 
 import pytest
-
 from conftest import CORPUS, PROOF_EXAMPLES, read
+
 from tmplc import augment
 from tmplc.analysed import Analysed
 from tmplc.verification import Renderings, check_case, mask_of

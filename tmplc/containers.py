@@ -13,10 +13,10 @@ import os
 import re
 import signal
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from .errors import InputError, OutputError
 

@@ -43,7 +43,7 @@ class InputError(TmplcError):
         self.line = line
         self.col = col
 
-    def with_path(self, path: str) -> "InputError":
+    def with_path(self, path: str) -> InputError:
         """The same error reported at ``path`` (keeps the subclass)."""
         return type(self)(self.message, path, self.line, self.col)
 

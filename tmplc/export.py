@@ -24,13 +24,13 @@ from pathlib import Path
 
 from . import __version__
 from .analysed import Analysed
-from .compiler import Proved, Unsupported, Verified, augment
-from .prove import ProofReport
+from .compiler import Unsupported, augment
 from .containers import read_sources, write_all
 from .errors import InputError, NotProved, OutputError
+from .prove import ProofReport
 from .render import GENERATION_RE, has_markers
-from .verification import Outcome, Rendered, Renderings, check_renderings, mask_of, same_rendering
 from .show import mark_text, mask_view, read_template, sample_case
+from .verification import Outcome, Rendered, Renderings, check_renderings, mask_of, same_rendering
 
 DEFAULT_FILE = "chat_template.jinja"
 CONFIG_FILE = "tokenizer_config.json"
@@ -246,10 +246,14 @@ def compare(original: str, new: str, old: str, with_masks: bool) -> Comparison:
             if not cmp.first_mask_diff:
                 x, y = mark_text(fn.text, list(fn.spans)), mark_text(fo.text, list(fo.spans))
                 i = next((k for k, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
-                lo = max(0, i - 240)
-                cut = lambda t: ("…" if lo else "") + t[lo:i + 120] + ("…" if i + 120 < len(t) else "")  # noqa: E731
-                cmp.first_mask_diff = f"ours:\n{cut(x)}\n\nexisting:\n{cut(y)}"
+                cmp.first_mask_diff = f"ours:\n{_around(x, i)}\n\nexisting:\n{_around(y, i)}"
     return cmp
+
+
+def _around(text: str, i: int) -> str:
+    """``text`` from 240 characters before ``i`` to 120 after, ellipses where cut."""
+    lo = max(0, i - 240)
+    return ("…" if lo else "") + text[lo:i + 120] + ("…" if i + 120 < len(text) else "")
 
 
 def _fence(text: str) -> str:

@@ -69,7 +69,7 @@ class CannotAugment(Exception):
         case: the (minimal) probe conversation that shows it, when there is one.
     """
 
-    def __init__(self, reason: Reason, message: str, case: "Case | None" = None):
+    def __init__(self, reason: Reason, message: str, case: Case | None = None):
         super().__init__(message)
         self.reason = Reason(reason)
         self.message = message

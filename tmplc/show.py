@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from typing import Any
 from .analysed import analyse
 from .compiler import Unsupported, augment
 from .containers import Source, atomic_write, read_sources
-from .conversations import TOOLS, Case, tool_call, wrap
+from .conversations import SENTINEL_RE, TOOLS, Case, sentinel, tool_call, wrap
 from .errors import InputError, NotProved, OutputError
 from .oracle import cut_lcp
 from .probes import detect_features
@@ -52,7 +51,6 @@ LEGEND = {
 }
 RICH_STYLES = {"masked": "black on green3", "stop": "bold white on dark_green", "cue": "bold magenta underline",
                "prompt": "grey50"}
-_SENTINEL_RE = re.compile(r"«/?\d+[a-z]\d*»")
 
 
 @dataclass
@@ -199,8 +197,8 @@ def _shadow(case: Case) -> Case:
             if texts:
                 content = [dict(b) if isinstance(b, dict) else b for b in content]
                 first, last = texts[0], texts[-1]
-                content[first]["text"] = "«%dc»" % i + content[first]["text"]
-                content[last]["text"] = content[last]["text"] + "«/%dc»" % i
+                content[first]["text"] = sentinel(i, "c") + content[first]["text"]
+                content[last]["text"] = content[last]["text"] + sentinel(i, "c", closing=True)
                 m["content"] = content
         for key in REASONING_FIELDS:
             if isinstance(m.get(key), str) and m[key]:
@@ -222,8 +220,8 @@ def _shadow(case: Case) -> Case:
                     keys = [a for a, v in args.items() if isinstance(v, str) and v]
                     if keys:
                         args = dict(args)
-                        args[keys[0]] = f"«{i}a{k}»" + args[keys[0]]
-                        args[keys[-1]] = args[keys[-1]] + f"«/{i}a{k}»"
+                        args[keys[0]] = sentinel(i, f"a{k}") + args[keys[0]]
+                        args[keys[-1]] = args[keys[-1]] + sentinel(i, f"a{k}", closing=True)
                         fn["arguments"] = args
                 if fn is not tc:
                     tc["function"] = fn
@@ -238,7 +236,7 @@ def _unshadow(text: str) -> tuple[str, list[int]]:
     out: list[str] = []
     mapping: list[int] = []
     pos = plain = 0
-    for m in _SENTINEL_RE.finditer(text):
+    for m in SENTINEL_RE.finditer(text):
         out.append(text[pos:m.start()])
         mapping += range(plain, plain + m.start() - pos)
         plain += m.start() - pos

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from .conversations import TOOLS, Case, content_value, tool_call, wrap
 from .probes import Features
 
-
 _TEXT_ALPHABET = st.characters(
     codec="utf-8", exclude_categories=("Cs", "Co", "Cn"), exclude_characters="«»\r\x00"
 )

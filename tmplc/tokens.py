@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import bisect
 import json
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from .conversations import Case
+from .conversations import Case, plain, strip_sentinels
 from .errors import InputError
 from .render import merge_spans, render
 
@@ -419,66 +419,6 @@ class TokenChecker:
 
 
 # ----------------------------------------------------------------------------- sentinels
-
-_SENTINEL_RE = re.compile(r"(?:«|\\u00ab)/?\d+[a-z]\d*(?:»|\\u00bb)")  # also inside ASCII-escaped JSON
-
-
-def strip_sentinels(value: Any) -> Any:
-    """``value`` with every sentinel (``«3c»``, ``«/3c»``, ``«1a0»``...) removed from its strings,
-    recursively through dicts, lists and JSON-string tool arguments."""
-    if isinstance(value, str):
-        return _SENTINEL_RE.sub("", value)
-    if isinstance(value, dict):
-        return {k: strip_sentinels(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [strip_sentinels(v) for v in value]
-    return value
-
-
-_FIELD_RE = re.compile(r"«(\d+[cra]\d*)»(.*?)«/\1»", re.S)
-
-
-def plain(case: Case, fill: str | None = None) -> Case:
-    """The same conversation without sentinels: fields hold only their drawn bodies.
-
-    The oracle needs sentinels to find fields; the token check does not (it compares generation
-    spans with token masks). Sentinels end every field with ``»`` (2 bytes in UTF-8, one Qwen3
-    token), so the character before a stop token is never the field's own and a span ending inside
-    a multi-byte character goes unseen: a final ``🐱`` right before ``<|im_end|>`` only occurs in a
-    plain case. Tool-call names that become empty are replaced by ``get_weather``.
-
-    Args:
-        case: a conversation whose fields carry sentinels (:mod:`tmplc.conversations`).
-        fill: when given, the body of every content, reasoning or (dict) argument field that is
-            exactly one empty sentinel pair (the fixed probes) becomes ``fill``.
-
-    Returns:
-        A new :class:`Case`; ``case`` is not modified.
-    """
-    messages = case.messages
-    if fill is not None:
-        messages = _fill(messages, fill)
-    messages = strip_sentinels(messages)
-    for m in messages:
-        for call in m.get("tool_calls") or []:
-            fn = call.get("function", call)
-            if isinstance(fn, dict) and fn.get("name") == "":
-                fn["name"] = "get_weather"
-        if m.get("role") == "tool" and m.get("name") == "":
-            m["name"] = "get_weather"
-    return Case(messages, case.tools, dict(case.kwargs), case.add_generation_prompt)
-
-
-def _fill(value: Any, fill: str) -> Any:
-    if isinstance(value, str):
-        m = _FIELD_RE.fullmatch(value)
-        return fill if m and m.group(2) == "" else value
-    if isinstance(value, dict):
-        return {k: _fill(v, fill) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_fill(v, fill) for v in value]
-    return value
-
 
 __all__ = [
     "RenderingMismatch", "TokenChecker", "TokenReport", "load_tokenizer", "check_tokens", "check_rendering", "check_case_tokens", "classify_tokens",

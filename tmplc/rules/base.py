@@ -9,10 +9,10 @@ templates that run as tests (the Fixit idea: the examples are the tests).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
 
 from ..analysed import Analysed
 from ..conversations import Case
@@ -77,7 +77,7 @@ class Context:
 
     @classmethod
     def build(cls, path: str, source: str, training: bool = False, original: str | None = None,
-              original_label: str | None = None, tokenizer: object | None = None) -> "Context":
+              original_label: str | None = None, tokenizer: object | None = None) -> Context:
         """Check syntax with jinja2's parser and compiler (what transformers' ``from_string``
         rejects, including templates nested too deeply to compile); the lossless CST is built
         only when a rule asks for it, so linting a template without markers stays cheap."""

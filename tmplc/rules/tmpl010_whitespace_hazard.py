@@ -1,6 +1,6 @@
 from ..render import compile_template
-from ..verification import Renderings, same_rendering
 from ..syntax import Block
+from ..verification import Renderings, same_rendering
 from .base import Bad, Context, Good, Rule
 
 

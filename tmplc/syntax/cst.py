@@ -15,12 +15,13 @@ numbers only), so positions always come from here; jinja2 says what the template
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
-from lark import Lark, Token as LarkToken, Tree
+from lark import Lark, Tree
+from lark import Token as LarkToken
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ..errors import InputError
@@ -81,7 +82,7 @@ class Node:
     start: int
     end: int
 
-    def leaves(self) -> Iterator["Node"]:
+    def leaves(self) -> Iterator[Node]:
         yield self
 
 
@@ -256,7 +257,7 @@ def _error(source: str, offset: int, message: str, path: str) -> InputError:
     return InputError(message, path, line, col)
 
 
-def _unclosed(source: str, block: "Block", at: Tag, path: str) -> InputError:
+def _unclosed(source: str, block: Block, at: Tag, path: str) -> InputError:
     line, col = LineIndex(source).position(at.start)
     return _error(source, block.start, f"unclosed '{block.name}' block (no 'end{block.name}' before "
                   f"'{at.name}' at {line}:{col})", path)
