@@ -39,6 +39,17 @@ def corpus_files() -> list[Path]:
     return files + extra_corpus_files()
 
 
+def qwen2_5_masking_the_cue() -> str:
+    """tmplc's qwen2_5 golden rebuilt with TRL's defect: the cue's newline inside the generation
+    block (same rendering, the mask covers the '\\n' of '<|im_start|>assistant\\n')."""
+    good = (REPO / "templates" / "qwen2_5_training.jinja").read_text(encoding="utf-8")
+    cue = "{{- '<|im_start|>' + message.role + '\\n' }}{% if (message.role == \"assistant\") %}{% generation %}{{ '' + "
+    moved = "{{- '<|im_start|>' + message.role }}{% if (message.role == \"assistant\") %}{% generation %}{{ '\\n' + "
+    other = "{% else %}{{ '' + message.content"
+    assert good.count(cue) == 1 and good.count(other) == 1, "the qwen2_5 golden changed shape"
+    return good.replace(cue, moved).replace(other, "{% else %}{{ '\\n' + message.content")
+
+
 def read(path: Path) -> str:
     with open(path, encoding="utf-8", newline="") as fh:
         return fh.read()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import qwen2_5_masking_the_cue
 from conftest import REPO
 from real_tokenizers import tokenizer_dir
 
@@ -217,9 +218,7 @@ def test_export_trl_compares_with_existing(tmp_path):
     root = trl_checkout(tmp_path)
     ct = root / "trl" / "chat_templates"
     shutil.copy(REPO / "templates" / "qwen2_5.jinja", ct / "qwen2_5.jinja")
-    lines = (REPO / "templates" / "qwen2_5_training.jinja").read_text(encoding="utf-8").split("\n")
-    lines[27] = lines[27].replace("{{- '\\n' }}{% generation %}", "{% generation %}{{- '\\n' }}")
-    (ct / "qwen2_5_training.jinja").write_text("\n".join(lines), encoding="utf-8")
+    (ct / "qwen2_5_training.jinja").write_text(qwen2_5_masking_the_cue(), encoding="utf-8")
     pr_out = tmp_path / "pr" / "qwen2_5.md"
     code, out, err = run("export", "trl", root, "--name", "qwen2_5", "--template", REPO / "templates" / "qwen2_5.jinja",
                          "--examples", EXAMPLES, "--pr-out", pr_out)

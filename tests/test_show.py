@@ -8,6 +8,7 @@ import tempfile
 
 import pytest
 from click.testing import CliRunner
+from conftest import qwen2_5_masking_the_cue
 from conftest import REPO
 
 from tmplc.cli import main
@@ -90,9 +91,7 @@ def test_training_template_with_user_conversations(tmp_path):
 def test_hand_written_mask_shown_as_it_is():
     """A training template whose markers cover the cue's newline (TRL's qwen2_5 defect, rebuilt
     from tmplc's golden file): show displays its mask and reports the oracle mismatch."""
-    lines = (REPO / "templates" / "qwen2_5_training.jinja").read_text(encoding="utf-8").split("\n")
-    lines[27] = lines[27].replace("{{- '\\n' }}{% generation %}", "{% generation %}{{- '\\n' }}")
-    bad = "\n".join(lines)
+    bad = qwen2_5_masking_the_cue()
     src = (REPO / "templates" / "qwen2_5.jinja").read_text(encoding="utf-8")
     view = mask_view(bad, sample_case(src), "sample")
     assert view.oracle_agrees is False and "masked but not generated" in view.oracle_detail

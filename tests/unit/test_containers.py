@@ -49,7 +49,7 @@ ERRORS = [
     ("tokenizer_config.json", json.dumps({"eos_token": "</s>"}), (1, 1),
      "no 'chat_template' string or list of {name, template}", "json-without-chat-template"),
     ("tokenizer_config.json", json.dumps({"chat_template": [{"name": "x"}]}), (1, 1),
-     "no 'chat_template' string or list of {name, template}", "json-list-item-without-template"),
+     "chat_template[0] is not a {name, template} object", "json-list-item-without-template"),
     ("tokenizer_config.json", json.dumps({"chat_template": 3}), (1, 1),
      "no 'chat_template' string or list of {name, template}", "json-chat-template-not-a-string"),
     ("tokenizer_config.json", json.dumps(["chat_template"]), (1, 1),
