@@ -100,6 +100,10 @@ def augment(paths, out, examples, seed, check, as_json, verbose) -> None:
             record["written"] = str(dest)
             if not as_json:
                 click.echo(f"{src.label}: proved on {result.report.examples} examples (seed {seed}); wrote {dest}")
+        record["notes"] = list(result.notes)
+        if not as_json:
+            for note in result.notes:
+                click.echo(f"{src.label}: {note}")
         if as_json:
             click.echo(json.dumps(record))
     sys.exit(status)

@@ -31,6 +31,7 @@ class Proved:
     regions: tuple[Region, ...] = ()
     features: Features | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # one line each, shown by the CLI (e.g. a final turn with no stop)
     status = "proved"
     ok = True
 
@@ -43,6 +44,7 @@ class Verified:
     report: ProofReport
     features: Features | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
     status = "verified"
     ok = True
 
@@ -60,6 +62,7 @@ class Unsupported:
     features: Features | None = None
     timings: dict[str, float] = field(default_factory=dict)
     trace: str = ""
+    notes: tuple[str, ...] = ()
     status = "unsupported"
     ok = False
     text = None
@@ -119,7 +122,7 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
         with clock("proof"):
             report = prove(original, original, examples, seed)
         if report.failure is None:
-            return Verified(original.source, report, features, clock.timings)
+            return Verified(original.source, report, features, clock.timings, stop_notes(original))
         return Unsupported(Reason.PROOF_FAILED, report.failure.message, report.failure, report, features, clock.timings)
     cases = list(original.probes_and_prefixes)
     last_failure: Failure | None = None
@@ -142,7 +145,7 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
                                "no generated conversation rendered an assistant turn the proof could check",
                                None, report, features, clock.timings)
         if failure is None:
-            return Proved(training.source, report, tuple(regions), features, clock.timings)
+            return Proved(training.source, report, tuple(regions), features, clock.timings, stop_notes(original))
         last_failure = failure
         if failure.kind is FailureKind.ORACLE:
             return Unsupported(failure.reason or Reason.PROOF_FAILED, failure.message, failure, report, features,
@@ -151,6 +154,21 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
         cases = cases + with_prefixes([failure.case])
     assert last_failure is not None
     return Unsupported(Reason.PROOF_FAILED, last_failure.message, last_failure, report, features, clock.timings)
+
+
+UNSTOPPED_NOTE = ("note: the template writes no end-of-turn text after a final assistant turn, so that turn "
+                  "has no stop in the mask (history turns end with the next message's opening marker); "
+                  "--append-stop appends it (TRL PR #6044)")
+
+
+def stop_notes(original: Analysed) -> tuple[str, ...]:
+    """One-line notes about stops (docs/oracle.md rule 4): a final assistant turn of some probe
+    conversation whose template writes no terminator, so its mask carries no stop."""
+    for case in original.probes:
+        oracle = original.oracle(case)
+        if oracle is not None and oracle.unstopped:
+            return (UNSTOPPED_NOTE,)
+    return ()
 
 
 def verify(original: str, training: str, examples: int = 200, seed: int = 0) -> ProofReport:

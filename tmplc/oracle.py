@@ -20,10 +20,11 @@ text before the next message (GLM's stop token lives in the next message) is rep
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Callable
 
-from .conversations import Case, Span, field_spans
+from .conversations import Case, Span, field_spans, wrap
 from .reasons import Reason
 
 
@@ -44,6 +45,7 @@ class Oracle:
     turns: dict[int, Span]
     problems: list[Problem]
     fields: dict[int, list[Span]]  # message index → spans of its rendered fields in R
+    unstopped: list[int] = field(default_factory=list)  # final turns whose template writes no stop
 
     def mask(self) -> set[int]:
         return {c for a, b in self.turns.values() for c in range(a, b)}
@@ -76,7 +78,145 @@ def _field_end(spans: dict[int, list[Span]], index: int) -> int | None:
     return max(b for _, b in s) if s else None
 
 
+def _cue_end(R: str, fR: dict[int, list[Span]], i: int, e_prev: int, start: int, G: str) -> int:
+    """Where turn ``i`` starts when the generation prompt ``G`` is not right after the previous
+    message's end ``e_prev`` in ``R``: after the last occurrence of ``G`` (Hermes writes a tool
+    result's end differently once an assistant follows), else of ``G`` without its surrounding
+    whitespace (a template indents its own header differently from its generation prompt),
+    before the turn's first field (or the next message's, for a turn that renders none)."""
+    if not G or start - e_prev >= len(G):
+        return start
+    first = min((a for a, _ in fR.get(i, [])), default=None)
+    if first is None:
+        first = min((a for j, spans in fR.items() if j > i for a, _ in spans if a >= e_prev), default=len(R))
+    for cue in (G, G.strip()):
+        found = R.rfind(cue, e_prev, first) if cue else -1
+        if found >= 0:
+            return found + len(cue)
+    return start
+
+
 Render = Callable[..., str]
+
+
+def opens_next_header(tail: str, rest: str, n: int) -> int:
+    """Cut a shared terminator ``tail[:n]`` back to before a special token that opens the next
+    header: the as-last-message rendering ``tail`` and the rest of ``R`` share a complete token
+    (``<|start_header_id|>``, ``[`` ... ``]``) and then diverge on a role name on both sides
+    (``assistant`` vs ``user``). Such a token is the next message's header, written after the last
+    message regardless of ``add_generation_prompt`` (firefunction-v2), never the turn's stop."""
+    if not (0 < n < min(len(tail), len(rest)) and tail[n - 1] in ">]" and tail[n].isalnum() and rest[n].isalnum()):
+        return n
+    opener = tail.rfind("<" if tail[n - 1] == ">" else "[", 0, n - 1)
+    return opener if opener >= 0 and tail[n - 1] not in tail[opener : n - 1] else n
+
+
+def shared_terminator(tail: str, rest: str) -> int:
+    """Characters of ``tail`` (what the template writes after a turn's last field when the turn is
+    last) that ``rest`` (what follows the field in ``R``) shares: the turn's terminator in ``R``."""
+    return opens_next_header(tail, rest, cut_lcp(tail, rest))
+
+
+_MARKER_RE = re.compile(r"\s*\S[^\n]*")
+_CLOSER_RE = re.compile(r"\s*(?:</([^<>\s]+)>|<([^<>|\s]+)\|>)")
+
+
+def closers(text: str, turn: str) -> int:
+    """Length of the leading run of ``text`` (written after a turn's last field) that only closes
+    what the turn opened: tags such as ``</tool_call>`` after ``<tool_call>`` or ``<tool_call|>``
+    after ``<|tool_call>``, with the whitespace between them (not after the last one)."""
+    pos = end = 0
+    while True:
+        m = _CLOSER_RE.match(text, pos)
+        if not m or not (f"<{m.group(1)}>" in turn or f"<|{m.group(2)}>" in turn):
+            return end
+        pos = end = m.end()
+
+
+def writes_stop(text: str, turn: str) -> bool:
+    """Whether ``text`` (written after a turn's last field) holds a stop: something other than
+    whitespace and tags that close what the turn opened (:func:`closers`). GLM-4-MoE ends a tool
+    call with ``</tool_call>`` and stops with the next message's ``<|observation|>``; ChatML's
+    ``<|im_end|>`` is a stop."""
+    return bool(text[closers(text, turn):].strip())
+
+
+def next_marker(R: str, fR: dict[int, list[Span]], i: int, fe: int) -> int:
+    """Length of the opening marker of the message after assistant message ``i``, from ``fe``
+    (where turn ``i``'s terminator-less text ends in ``R``): the text up to the first field of a
+    later message, cut after its first special token when it opens with one (``<|user|>`` of
+    ``<|user|>\\n``, ``<|observation|>`` of ``<|observation|><tool_response>``), else at the end of
+    its first non-blank line, trailing whitespace excluded (``\\n\\nUser:`` of ``\\n\\nUser: ``).
+    0 when no later message renders a field."""
+    nxt = min((a for j, spans in fR.items() if j > i for a, _ in spans if a >= fe), default=None)
+    if nxt is None:
+        return 0
+    m = _MARKER_RE.match(R, fe, nxt)
+    if not m:
+        return 0
+    text = m.group(0)
+    body = text.lstrip()
+    closer = {"<": ">", "[": "]"}.get(body[:1])
+    if closer and closer in body:
+        return len(text) - len(body) + body.index(closer) + 1
+    return len(text.rstrip())
+
+
+def _after_last(render: Render, msgs: list[dict], i: int, tail: str) -> int:
+    """The terminator of a final turn whose template writes the same text with and without the
+    generation prompt: the part of ``tail`` shared with the rendering once a user message follows
+    (a header written regardless of ``add_generation_prompt`` belongs to no turn)."""
+    prev = next((m for m in reversed(msgs) if m.get("role") == "user"), None)
+    body = wrap(len(msgs), "c")
+    content = [{"type": "text", "text": body}] if prev is not None and isinstance(prev.get("content"), list) else body
+    try:
+        after = render(msgs + [{"role": "user", "content": content}], False)
+    except Exception:  # noqa: BLE001 - the template refuses the probe: keep the whole tail
+        return len(tail)
+    fe = _field_end(field_spans(after), i)
+    return len(tail) if fe is None else shared_terminator(tail, after[fe:])
+
+
+def turn_stop(render: Render, msgs: list[dict], i: int, R: str, fR: dict[int, list[Span]], span: Span,
+              tail: str, agp_final: bool) -> tuple[int, bool] | Problem:
+    """Characters after assistant message ``i``'s last field (at ``fe`` in ``R``) that end the turn:
+    the stop belongs to the turn (docs/oracle.md).
+
+    * the terminator the template writes after the field (``tail``: as the last message), as far
+      as ``R`` shares it; in history, when that differs, what it writes when another turn follows
+      (``render(messages[:i+1], add_generation_prompt=True)``; gpt-oss ``<|end|>`` vs ``<|return|>``);
+    * else (nothing but whitespace) the next message's opening marker (:func:`next_marker`), as
+      TRL does by hand for GLM-4-MoE (PR #5988);
+    * a final turn with no terminator keeps what the template writes after its last field
+      (whitespace, closing tags) and has no stop (``--append-stop`` is TRL PR #6044).
+
+    ``span`` is ``(start, fe)``: the turn's start and the end of its last field in ``R``.
+    Whitespace and closing tags of what the turn opened are no stop (:func:`writes_stop`).
+
+    Returns ``(length in characters from fe, whether the turn has a stop)``, or a :class:`Problem`.
+    """
+    start, fe = span
+    rest, turn = R[fe:], R[start:fe]
+    if i == len(msgs) - 1 and not agp_final:
+        n = _after_last(render, msgs, i, tail) if render(msgs, True) == R else len(tail)
+        return n, writes_stop(tail[:n], turn)
+    n = shared_terminator(tail, rest)
+    if n == 0 and tail.strip():
+        hist = render(msgs[: i + 1], True)
+        fh = _field_end(field_spans(hist), i)
+        n = shared_terminator(hist[fh:], rest) if fh is not None else 0
+        if not writes_stop(rest[:n], turn):
+            return Problem(Reason.HISTORY_RERENDERED,
+                           f"assistant message {i}: as the last message the turn ends with {tail[:24]!r}, but once "
+                           f"later messages exist the template writes {rest[:24]!r} there", i)
+    if writes_stop(rest[:n], turn):
+        return n, True
+    marker = next_marker(R, fR, i, fe + n)
+    if marker == 0 or not rest[n : n + marker].strip():
+        return Problem(Reason.STOP_TOKEN_IN_NEXT_MESSAGE,
+                       f"assistant message {i}: the template writes no end-of-turn text after the turn's last field "
+                       "and no later message opens with a marker", i)
+    return n + marker, True
 
 
 def expected_masks(render: Render, case: Case) -> Oracle:
@@ -97,6 +237,7 @@ def expected_masks(render: Render, case: Case) -> Oracle:
     fR = field_spans(R)
     turns: dict[int, Span] = {}
     problems: list[Problem] = []
+    unstopped: list[int] = []
     for i, m in enumerate(msgs):
         if m.get("role") != "assistant" or i == 0:
             continue
@@ -117,15 +258,8 @@ def expected_masks(render: Render, case: Case) -> Oracle:
         shared = cut_lcp(B, P)
         G = P[shared:]
         start = e_prev + cut_lcp(G, R[e_prev:])
-        first = min((a for a, _ in fR.get(i, [])), default=None)
-        if G and first is not None and start - e_prev < len(G):
-            # The generation prompt is not right after the previous message's terminator (Hermes
-            # writes a tool result's end differently once an assistant follows): the turn starts
-            # where the generation-prompt text ends in the conversation's own rendering.
-            found = R.rfind(G, e_prev, first)
-            if found >= 0:
-                start = found + len(G)
-        # End of message i.
+        start = _cue_end(R, fR, i, e_prev, start, G)
+        # End of message i: its last field, then the text the model must emit to end the turn.
         fe = _field_end(fR, i)
         fT = field_spans(T)
         fe_T = _field_end(fT, i)
@@ -136,36 +270,12 @@ def expected_masks(render: Render, case: Case) -> Oracle:
                 continue
             fe, fe_T = start, start
         fe = max(fe, start)
-        term = cut_lcp(T[fe_T:], R[fe:])
-        tail, rest = T[fe_T:], R[fe:]
-        if 0 < term < min(len(tail), len(rest)) and tail[term - 1] == ">" and tail[term].isalnum() \
-                and rest[term].isalnum() and render(msgs[: i + 1], True) == T:
-            # The template writes the next generation prompt even without add_generation_prompt
-            # (firefunction-v2 ends every rendering with `<|start_header_id|>assistant…`): the
-            # special token shared before the role names diverge opens the next header, it does
-            # not end this turn.
-            opener = tail.rfind("<", 0, term - 1)
-            if opener >= 0 and ">" not in tail[opener : term - 1]:
-                term = opener
-        end = fe + term
-        if term == 0:
-            if T[fe_T:] and i != last:
-                problems.append(
-                    Problem(
-                        Reason.HISTORY_RERENDERED,
-                        f"assistant message {i}: as the last message the turn ends with {T[fe_T:][:24]!r}, "
-                        f"but once later messages exist the template writes {R[fe:][:24]!r} there",
-                        i,
-                    )
-                )
-            else:
-                problems.append(
-                    Problem(
-                        Reason.STOP_TOKEN_IN_NEXT_MESSAGE,
-                        f"assistant message {i}: the template writes no end-of-turn text after the turn's last field"
-                        + (" (the next message's text follows directly)" if i != last else ""),
-                        i,
-                    )
-                )
+        stop = turn_stop(render, msgs, i, R, fR, (start, fe), T[fe_T:], agp_final)
+        if isinstance(stop, Problem):
+            problems.append(stop)
+            continue
+        end = fe + stop[0]
+        if not stop[1]:
+            unstopped.append(i)
         turns[i] = (start, end)
-    return Oracle(R, turns, problems, fR)
+    return Oracle(R, turns, problems, fR, unstopped)

@@ -95,12 +95,16 @@ class Renderings:
         return self.get(len(self.case.messages), self.case.full_agp)
 
     def text(self, messages: list[dict], agp: bool) -> str:
-        """Text of a prefix, for :func:`tmplc.oracle.expected_masks`.
+        """Text of a prefix (memoised) or of another message list, for :func:`tmplc.oracle.expected_masks`.
 
         Raises:
             TemplateRaised: the template raised on that prefix.
         """
-        out = self.get(len(messages), agp)
+        k = len(messages)
+        if messages != self.case.messages[:k]:  # not a prefix (the oracle's probe after a final turn)
+            out = outcome(self.template, self.case, messages, agp)
+        else:
+            out = self.get(k, agp)
         if isinstance(out, Raised):
             raise TemplateRaised(str(out))
         return out.text

@@ -1,0 +1,146 @@
+"""The stop belongs to the turn (docs/oracle.md): measured on real corpus templates.
+
+Every test renders real conversations with the original and with tmplc's written template and
+checks the rendering is byte-identical and where each masked turn ends.
+"""
+
+import re
+
+import pytest
+
+from conftest import CORPUS, PROOF_EXAMPLES, REPO, read
+from test_trl_compare import compare
+from tmplc import augment
+from tmplc.conversations import TOOLS, Case, base_kwargs, tool_call, wrap
+from tmplc.render import render
+from tmplc.verification import Renderings, merge_spans
+
+
+def user(i, body="u"):
+    return {"role": "user", "content": wrap(i, "c", body)}
+
+
+def assistant(i, body="a", calls=0):
+    m = {"role": "assistant", "content": wrap(i, "c", body)}
+    if calls:
+        m["tool_calls"] = [tool_call(i, k) for k in range(calls)]
+    return m
+
+
+def tool(i, name_of):
+    return {"role": "tool", "tool_call_id": "call0", "name": name_of["tool_calls"][0]["function"]["name"],
+            "content": wrap(i, "c", "r")}
+
+
+_proved: dict[str, str] = {}
+
+
+def written(name: str) -> str:
+    """tmplc's proved training template of a corpus template (augmented once per test run)."""
+    if name not in _proved:
+        result = augment(read(CORPUS / f"{name}.jinja"), name, examples=PROOF_EXAMPLES)
+        assert result.status == "proved", (name, result.status, getattr(result, "message", ""))
+        _proved[name] = result.text
+    return _proved[name]
+
+
+def masked(name: str, messages, tools=None, agp=False, **extra):
+    """(text, merged generation spans) of the written template; asserts the original renders the
+    same text."""
+    kwargs = {**base_kwargs(), **extra}
+    original = render(read(CORPUS / f"{name}.jinja"), messages, tools, add_generation_prompt=agp, **kwargs)[0]
+    text, spans = render(written(name), messages, tools, add_generation_prompt=agp, **kwargs)
+    assert text == original
+    return text, merge_spans(spans)
+
+
+def turn_ends(text, spans):
+    """The text of each masked span's last 20 characters."""
+    return [text[max(a, b - 20):b] for a, b in spans]
+
+
+GLM = ["trl__glm4moe", "llamacpp__GLM-4.6", "llamacpp__GLM-4.7-Flash"]
+
+
+@pytest.mark.parametrize("name", GLM)
+def test_glm_history_turns_end_with_the_next_role_marker(name):
+    a1 = assistant(1)
+    a3 = assistant(3, calls=1)
+    msgs = [user(0), a1, user(2), a3, tool(4, a3), assistant(5)]
+    text, spans = masked(name, msgs, TOOLS)
+    ends = turn_ends(text, spans)
+    assert len(spans) == 3, ends
+    assert ends[0].endswith("<|user|>") and ends[1].endswith("<|observation|>"), ends
+    # The final turn: no terminator written, no stop appended by default.
+    assert text.endswith("«/5c»") and spans[-1][1] == len(text)
+    # The markers after a user/tool message are never masked: only the ones right after a turn.
+    masked_chars = {c for a, b in spans for c in range(a, b)}
+    for m in re.finditer(r"<\|user\|>|<\|observation\|>", text):
+        follows_turn = any(b == m.end() for _, b in spans)
+        assert (m.start() in masked_chars) == follows_turn, (m.start(), text[max(0, m.start() - 30):m.end()])
+
+
+def test_glm_masks_equal_trl_where_both_render_the_same_text():
+    """TRL's hand-written glm4moe_training (PRs #5988, #6044) masks the same characters as tmplc on
+    every probe where the two render the same text, except the `\\n<think></think>` that the
+    generation prompt supplies when thinking is off (TRL masks it; it is prompt)."""
+    result, diffs = compare("trl__glm4moe")
+    assert result.status == "proved"
+    for text, extra, missing in diffs:
+        assert not missing
+        assert "".join(text[c] for c in extra) == "\n<think></think>"
+
+
+@pytest.mark.parametrize("name", ["chujiezheng__falcon-instruct", "chujiezheng__amberchat", "chujiezheng__chatqa"])
+def test_plain_formats_history_turns_end_with_the_next_header(name):
+    text, spans = masked(name, [user(0), assistant(1), user(2), assistant(3)], None)
+    assert len(spans) == 2
+    first = text[spans[0][0]:spans[0][1]]
+    marker = "###Human:" if "amberchat" in name else "User:"
+    assert first.endswith(marker), first
+    assert not text[spans[1][0]:spans[1][1]].rstrip().endswith(marker)
+
+
+@pytest.mark.parametrize("name", ["llamacpp__fireworks-ai-llama-3-firefunction-v2",
+                                  "llamacpp__fireworks-ai-llama-3-firefunction-v2__first-8b576b6c55"])
+def test_header_written_regardless_of_generation_prompt_is_never_masked(name):
+    msgs = [user(0), assistant(1), user(2), assistant(3)]
+    text, spans = masked(name, msgs, TOOLS, functions="", datetime="")
+    header = "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    assert text.endswith("<|eot_id|>" + header)  # the template writes it after the final turn
+    assert spans[-1][1] == len(text) - len(header), turn_ends(text, spans)
+    assert all(text[a:b].endswith("<|eot_id|>") for a, b in spans)
+
+
+def test_gptoss_history_turn_masked_as_rendered():
+    """Default policy "as rendered": a history turn ends with `<|end|>`, the final one with `<|return|>`."""
+    text, spans = masked("trl__gptoss", [user(0), assistant(1), user(2), assistant(3)], None)
+    assert len(spans) == 2
+    assert text[spans[0][0]:spans[0][1]].endswith("«/1c»<|end|>") and text[:spans[1][1]].endswith("«/3c»<|return|>")
+
+
+def test_unstopped_final_turn_is_reported_in_one_line():
+    result = augment(read(CORPUS / "trl__glm4moe.jinja"), "glm.jinja", examples=10)
+    assert result.status == "proved"
+    assert any("no stop" in note for note in result.notes), result.notes
+    chatml = augment(read(CORPUS / "chujiezheng__chatml.jinja"), "chatml.jinja", examples=10)
+    assert chatml.status == "proved" and not chatml.notes
+
+
+def test_oracle_names_no_model_family():
+    source = (REPO / "tmplc" / "oracle.py").read_text(encoding="utf-8")
+    names = ["glm", "gemma", "llama", "qwen", "gpt-oss", "gptoss", "harmony", "falcon", "firefunction", "mistral",
+             "hermes", "deepseek", "phi", "nemotron", "apertus", "apriel", "rwkv", "chatqa", "amberchat"]
+    code = "\n".join(line for line in source.splitlines())
+    found = [n for n in names if re.search(rf"\b{re.escape(n)}", code, re.IGNORECASE)]
+    # Names may appear in docstrings as examples, never in code: strip string literals and comments.
+    code_only = re.sub(r'"""[\s\S]*?"""|#[^\n]*|"[^"\n]*"|\'[^\'\n]*\'', "", source)
+    assert not [n for n in names if re.search(rf"\b{re.escape(n)}", code_only, re.IGNORECASE)], found
+
+
+def test_renderings_render_a_conversation_that_is_not_a_prefix():
+    """The oracle renders the conversation followed by one sentinel user message (rule 5)."""
+    case = Case([user(0), assistant(1)], None, base_kwargs())
+    r = Renderings(read(CORPUS / "chujiezheng__chatml.jinja"), case)
+    longer = case.messages + [user(2)]
+    assert "«2c»" in r.text(longer, False) and "«2c»" not in r.text(case.messages, False)
