@@ -50,7 +50,10 @@ def main() -> None:
 @click.option("--check", is_flag=True, help="Prove only; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per template.")
 @click.option("--verbose", is_flag=True, help="Show the traceback of an internal error.")
-def augment(paths, out, examples, seed, check, as_json, verbose) -> None:
+@click.option("--append-stop", is_flag=True,
+              help="Where the template writes no end-of-turn text, append the next message's marker after a "
+                   "final assistant turn (TRL PR #6044; a declared rendering change).")
+def augment(paths, out, examples, seed, check, as_json, verbose, append_stop) -> None:
     """Insert {% generation %} markers, prove them, and write NAME_training.jinja."""
     from rich.console import Console  # rich and the compiler (hypothesis) stay off the lint path
 
@@ -71,7 +74,7 @@ def augment(paths, out, examples, seed, check, as_json, verbose) -> None:
     for src in sources:
         name = src.label if src.name else src.path.name
         try:
-            result = run(src.text, name, examples=examples, seed=seed)
+            result = run(src.text, name, examples=examples, seed=seed, append_stop=append_stop)
         except InputError as exc:
             click.echo(str(exc.with_path(src.label)), err=True)
             sys.exit(2)

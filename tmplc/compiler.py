@@ -90,7 +90,8 @@ class _Clock:
         self.timings[self._stage] = self.timings.get(self._stage, 0.0) + time.perf_counter() - self._t0
 
 
-def augment(source: str, name: str = "<string>", examples: int = 200, seed: int = 0) -> AugmentResult:
+def augment(source: str, name: str = "<string>", examples: int = 200, seed: int = 0,
+            append_stop: bool = False) -> AugmentResult:
     """Compile a chat template into its training variant and prove it.
 
     Args:
@@ -98,6 +99,10 @@ def augment(source: str, name: str = "<string>", examples: int = 200, seed: int 
         name: shown in the written header and in error positions (usually the source file name).
         examples: hypothesis examples for the proof.
         seed: hypothesis seed; the same seed gives the same result.
+        append_stop: where the template writes no end-of-turn text, append the opening marker of
+            a following user message after a final assistant turn (TRL PR #6044): a declared
+            rendering change, proved as "identical except that appended marker" and named in the
+            written header. Default: byte-identical rendering, no stop on such a final turn.
 
     Returns:
         :class:`Proved`, :class:`Verified` or :class:`Unsupported`; never raises for a template
@@ -110,13 +115,14 @@ def augment(source: str, name: str = "<string>", examples: int = 200, seed: int 
     with clock("parse"):
         original = analyse(source, name)
     try:
-        return _augment(original, name, examples, seed, clock)
+        return _augment(original, name, examples, seed, clock, append_stop)
     except Exception as exc:  # noqa: BLE001 - fail closed: an internal error is an outcome
         return Unsupported(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", timings=clock.timings,
                            trace=traceback.format_exc())
 
 
-def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Clock) -> AugmentResult:
+def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Clock,
+             append_stop: bool = False) -> AugmentResult:
     features = original.features
     if original.has_markers:
         with clock("proof"):
@@ -124,28 +130,42 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
         if report.failure is None:
             return Verified(original.source, report, features, clock.timings, stop_notes(original))
         return Unsupported(Reason.PROOF_FAILED, report.failure.message, report.failure, report, features, clock.timings)
+    append = stop_to_append(original) if append_stop else ""
+    result = _rounds(original, name, examples, seed, clock, True, append)
+    if isinstance(result, tuple):  # a moved marker did not pass: the plan as is
+        result = _rounds(original, name, examples, seed, clock, False, append)
+    return result  # type: ignore[return-value]
+
+
+def _rounds(original: Analysed, name: str, examples: int, seed: int, clock: _Clock, move: bool, append: str = ""):
+    """Rewrite and prove, learning from counterexamples (at most :data:`MAX_ROUNDS`). Returns an
+    :data:`AugmentResult`, or ``(failure,)`` when ``move`` moved a marker and no round passed."""
+    features = original.features
     cases = list(original.probes_and_prefixes)
     last_failure: Failure | None = None
     report = None
+    moved_any = False
     for _round in range(MAX_ROUNDS):
         try:
             with clock("locate"):
-                body, regions = rewrite(original, cases)
+                body, regions, moved = rewrite(original, cases, move, append)
         except CannotAugment as exc:
             cex = Failure(FailureKind.ORACLE, exc.message, exc.case) if exc.case is not None else last_failure
             return Unsupported(exc.reason, exc.message, cex, report, features, clock.timings)
+        moved_any = moved_any or moved
         with clock("rewrite"):
-            training = Analysed(header(name, examples, seed) + body, name)
+            training = Analysed(header(name, examples, seed, append) + body, name)
             training.compiled  # noqa: B018 - an uncompilable rewrite is an internal error
         with clock("proof"):
-            report = prove(original, training, examples, seed)
+            report = prove(original, training, examples, seed, append)
         failure = report.failure
         if failure is None and report.turns_checked == 0:
             return Unsupported(Reason.NEVER_RENDERS_ASSISTANT,
                                "no generated conversation rendered an assistant turn the proof could check",
                                None, report, features, clock.timings)
         if failure is None:
-            return Proved(training.source, report, tuple(regions), features, clock.timings, stop_notes(original))
+            notes = () if append else stop_notes(original)
+            return Proved(training.source, report, tuple(regions), features, clock.timings, notes)
         last_failure = failure
         if failure.kind is FailureKind.ORACLE:
             return Unsupported(failure.reason or Reason.PROOF_FAILED, failure.message, failure, report, features,
@@ -153,6 +173,8 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
         # Counterexample-guided: learn from the failing conversation and locate again.
         cases = cases + with_prefixes([failure.case])
     assert last_failure is not None
+    if moved_any:
+        return (last_failure,)
     return Unsupported(Reason.PROOF_FAILED, last_failure.message, last_failure, report, features, clock.timings)
 
 
@@ -169,6 +191,21 @@ def stop_notes(original: Analysed) -> tuple[str, ...]:
         if oracle is not None and oracle.unstopped:
             return (UNSTOPPED_NOTE,)
     return ()
+
+
+def stop_to_append(original: Analysed) -> str:
+    """``--append-stop``'s text: the opening marker that ends a history turn followed by a user
+    message in every probe conversation (``<|user|>`` for GLM-4-MoE), when the template writes no
+    stop after a final turn; "" when it does, or when the probes disagree."""
+    if not stop_notes(original):
+        return ""
+    seen = set()
+    for case in original.probes:
+        oracle = original.oracle(case)
+        for i, marker in (oracle.markers.items() if oracle is not None else ()):
+            if i + 1 < len(case.messages) and case.messages[i + 1].get("role") == "user":
+                seen.add(marker)
+    return seen.pop() if len(seen) == 1 else ""
 
 
 def verify(original: str, training: str, examples: int = 200, seed: int = 0) -> ProofReport:

@@ -46,6 +46,7 @@ class Oracle:
     problems: list[Problem]
     fields: dict[int, list[Span]]  # message index → spans of its rendered fields in R
     unstopped: list[int] = field(default_factory=list)  # final turns whose template writes no stop
+    markers: dict[int, str] = field(default_factory=dict)  # turn → the next message's marker ending it
 
     def mask(self) -> set[int]:
         return {c for a, b in self.turns.values() for c in range(a, b)}
@@ -178,7 +179,7 @@ def _after_last(render: Render, msgs: list[dict], i: int, tail: str) -> int:
 
 
 def turn_stop(render: Render, msgs: list[dict], i: int, R: str, fR: dict[int, list[Span]], span: Span,
-              tail: str, agp_final: bool) -> tuple[int, bool] | Problem:
+              tail: str, agp_final: bool) -> tuple[int, bool, int] | Problem:
     """Characters after assistant message ``i``'s last field (at ``fe`` in ``R``) that end the turn:
     the stop belongs to the turn (docs/oracle.md).
 
@@ -193,13 +194,14 @@ def turn_stop(render: Render, msgs: list[dict], i: int, R: str, fR: dict[int, li
     ``span`` is ``(start, fe)``: the turn's start and the end of its last field in ``R``.
     Whitespace and closing tags of what the turn opened are no stop (:func:`writes_stop`).
 
-    Returns ``(length in characters from fe, whether the turn has a stop)``, or a :class:`Problem`.
+    Returns ``(length in characters from fe, whether the turn has a stop, length of the next
+    message's marker at its end or 0)``, or a :class:`Problem`.
     """
     start, fe = span
     rest, turn = R[fe:], R[start:fe]
     if i == len(msgs) - 1 and not agp_final:
         n = _after_last(render, msgs, i, tail) if render(msgs, True) == R else len(tail)
-        return n, writes_stop(tail[:n], turn)
+        return n, writes_stop(tail[:n], turn), 0
     n = shared_terminator(tail, rest)
     if n == 0 and tail.strip():
         hist = render(msgs[: i + 1], True)
@@ -210,13 +212,13 @@ def turn_stop(render: Render, msgs: list[dict], i: int, R: str, fR: dict[int, li
                            f"assistant message {i}: as the last message the turn ends with {tail[:24]!r}, but once "
                            f"later messages exist the template writes {rest[:24]!r} there", i)
     if writes_stop(rest[:n], turn):
-        return n, True
+        return n, True, 0
     marker = next_marker(R, fR, i, fe + n)
     if marker == 0 or not rest[n : n + marker].strip():
         return Problem(Reason.STOP_TOKEN_IN_NEXT_MESSAGE,
                        f"assistant message {i}: the template writes no end-of-turn text after the turn's last field "
                        "and no later message opens with a marker", i)
-    return n + marker, True
+    return n + marker, True, marker
 
 
 def expected_masks(render: Render, case: Case) -> Oracle:
@@ -238,6 +240,7 @@ def expected_masks(render: Render, case: Case) -> Oracle:
     turns: dict[int, Span] = {}
     problems: list[Problem] = []
     unstopped: list[int] = []
+    markers: dict[int, str] = {}
     for i, m in enumerate(msgs):
         if m.get("role") != "assistant" or i == 0:
             continue
@@ -277,5 +280,28 @@ def expected_masks(render: Render, case: Case) -> Oracle:
         end = fe + stop[0]
         if not stop[1]:
             unstopped.append(i)
+        if stop[2]:
+            markers[i] = R[end - stop[2]:end]
         turns[i] = (start, end)
-    return Oracle(R, turns, problems, fR, unstopped)
+    return Oracle(R, turns, problems, fR, unstopped, markers)
+
+
+def with_appended_stop(oracle: Oracle, case: Case, stop: str) -> Oracle:
+    """The oracle of a rendering that appends ``stop`` after a final assistant turn without one
+    (``--append-stop``, TRL PR #6044): ``stop`` inserted at the turn's end, the turn extended
+    over it. Unchanged when the conversation does not end with such a turn."""
+    last = len(case.messages) - 1
+    if not stop or last not in oracle.unstopped or last not in oracle.turns:
+        return oracle
+    start, end = oracle.turns[last]
+    text = oracle.text[:end] + stop + oracle.text[end:]
+    turns = {**oracle.turns, last: (start, end + len(stop))}
+    return Oracle(text, turns, oracle.problems, field_spans(text), [], {**oracle.markers, last: stop})
+
+
+def appended(original: str, training: str, stop: str, at_least: int = 0) -> bool:
+    """Whether ``training`` is ``original`` with ``stop`` inserted once, at or after ``at_least``."""
+    if len(training) != len(original) + len(stop):
+        return False
+    p = lcp(original, training)
+    return any(training == original[:q] + stop + original[q:] for q in range(p, max(at_least, p - len(stop)) - 1, -1))

@@ -73,13 +73,14 @@ class ProofReport:
         return self.failure is None
 
 
-def check(original: Analysed, training: Analysed, case: Case, report: ProofReport | None = None) -> None:
+def check(original: Analysed, training: Analysed, case: Case, report: ProofReport | None = None,
+          append: str = "") -> None:
     """Check every property on one conversation (:func:`tmplc.verification.check_case`).
 
     Raises:
         ProofFailure: the first property that fails, with the conversation.
     """
-    result = check_case(original.compiled, training.compiled, case)
+    result = check_case(original.compiled, training.compiled, case, append)
     if result.render_diff is not None:
         raise ProofFailure(Failure(FailureKind.RENDER, result.render_diff.describe(), case))
     if report is not None and result.valid:
@@ -115,12 +116,14 @@ def _reproducible():
         cache.cache.clear()
 
 
-def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int = 0) -> ProofReport:
+def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int = 0, append: str = "") -> ProofReport:
     """Run the proof with ``examples`` hypothesis examples from ``seed`` (deterministic).
 
     Args:
         original: the shipped template. training: the template with markers.
         examples: conversations drawn from :func:`tmplc.strategies.cases` of the original's features.
+        append: ``--append-stop``'s text: the rendering may differ by exactly that text after a
+            final assistant turn without a stop, and the masks cover it (TRL PR #6044).
 
     Returns:
         A :class:`ProofReport`; a failure holds the shrunk counterexample.
@@ -140,7 +143,7 @@ def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int
     @given(cases(original.features))
     def run(case: Case):
         report.examples += 1
-        check(original, training, case, report)
+        check(original, training, case, report, append)
 
     try:
         with _reproducible():

@@ -14,9 +14,11 @@ from .analysed import Analysed
 from .conversations import Case
 from .edits import Editor, cleanup
 from .locate import collect
+from .oracle import with_appended_stop
 from .plan import Planner, Region
 from .reasons import CannotAugment, Reason
 from .split import split_edits
+from .stops import move_markers
 from .syntax import Template, parse
 from .trace import instrument
 
@@ -24,9 +26,12 @@ HEADER_RE = re.compile(r"\A\{# tmplc [^\n]*#\}\n")
 MAX_SPLIT_ROUNDS = 8
 
 
-def header(name: str, examples: int, seed: int) -> str:
-    """The first line of a written training template: tmplc's version, the source, the proof."""
-    return f"{{# tmplc {__version__}: training template of {name}; proof: {examples} examples, seed {seed} #}}\n"
+def header(name: str, examples: int, seed: int, append: str = "") -> str:
+    """The first line of a written training template: tmplc's version, the source, the proof, and
+    a declared rendering change (``--append-stop``: ``append`` after a final assistant turn)."""
+    change = (f"; rendering changed: appends {append!r} after a final assistant turn (--append-stop, TRL PR #6044)"
+              if append else "")
+    return f"{{# tmplc {__version__}: training template of {name}; proof: {examples} examples, seed {seed}{change} #}}\n"
 
 
 def strip_header(text: str) -> str:
@@ -34,19 +39,39 @@ def strip_header(text: str) -> str:
     return HEADER_RE.sub("", text, count=1)
 
 
-def rewrite(original: Analysed, cases: list[Case]) -> tuple[str, list[Region]]:
-    """The training template text (without header) and its regions.
+def rewrite(original: Analysed, cases: list[Case], move: bool = True, append: str = "") -> tuple[str, list[Region], bool]:
+    """The training template text (without header), its regions, and whether a next-message
+    marker was moved into an assistant turn's block.
 
     Args:
         original: the analysed original template.
         cases: probe conversations; the oracle of each is computed once (:meth:`Analysed.oracle`).
+        move: move a next message's opening marker into the previous assistant turn's block
+            (:func:`tmplc.stops.move_markers`) when the plan masks it where it is written.
+        append: ``--append-stop``'s text, written after a final assistant turn in that block.
 
     Raises:
         CannotAugment: with a reason when no marker placement fits the oracle.
     """
     oracles = [(case, original.oracle(case)) for case in cases]
-    template: Template = original.template
-    inst = original.instrumented
+    template, inst, evidence, regions = _plan(original, oracles, original.template, original.instrumented)
+    moved = move_markers(template, inst, evidence, regions, append) if move else None
+    if moved is not None:
+        try:
+            tree = parse(moved)
+            if append:  # the moved template appends the stop: locate against that rendering
+                oracles = [(c, o if o is None or o.problems else with_appended_stop(o, c, append)) for c, o in oracles]
+            template, inst, evidence, regions = _plan(original, oracles, tree, instrument(tree, original.thinking))
+        except CannotAugment:
+            moved = None
+            oracles = [(case, original.oracle(case)) for case in cases]
+            template, inst, evidence, regions = _plan(original, oracles, original.template, original.instrumented)
+    return cleanup(assemble(template, regions)), regions, moved is not None
+
+
+def _plan(original: Analysed, oracles, template: Template, inst):
+    """Locate → split until no output node straddles the mask, then plan: (template, its
+    instrumented copy, the evidence, the regions)."""
     for _ in range(MAX_SPLIT_ROUNDS):
         evidence = collect(oracles, inst)
         edits = split_edits(template, inst, evidence)
@@ -57,7 +82,7 @@ def rewrite(original: Analysed, cases: list[Case]) -> tuple[str, list[Region]]:
         regions = Planner(template, inst, evidence).plan()
         if not regions:
             raise CannotAugment(Reason.NEVER_RENDERS_ASSISTANT, "no output node is ever generated text")
-        return cleanup(assemble(template, regions)), regions
+        return template, inst, evidence, regions
     raise CannotAugment(Reason.UNSPLITTABLE_OUTPUT, "splitting did not converge")
 
 

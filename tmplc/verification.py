@@ -22,7 +22,8 @@ from enum import Enum
 from typing import Any, Callable
 
 from .conversations import Case, Span
-from .oracle import Oracle, Problem, expected_masks
+from .conversations import field_spans
+from .oracle import Oracle, Problem, appended, expected_masks, with_appended_stop
 from .trace import Instrumented, TraceError, read_trace
 
 
@@ -148,12 +149,15 @@ def _same(a: Outcome, b: Outcome) -> bool:
     return a == b
 
 
-def same_rendering(a: Renderings, b: Renderings, prefixes: bool = True) -> RenderDiff | None:
+def same_rendering(a: Renderings, b: Renderings, prefixes: bool = True, append: str = "") -> RenderDiff | None:
     """Compare two templates on one conversation (``a`` and ``b`` render the same case).
 
     Args:
         prefixes: compare every prefix ``messages[:k]``, each with and without the generation
             prompt (the proof); False: the full conversation with its own flag only.
+        append: ``--append-stop``'s text: where ``messages[:k]`` ends with an assistant message
+            and there is no generation prompt, ``b`` must render ``a``'s text with ``append``
+            inserted once after the last message's fields (TRL PR #6044), else identical.
 
     Returns:
         None when every rendering is identical text or the same raised error; else the first
@@ -161,8 +165,14 @@ def same_rendering(a: Renderings, b: Renderings, prefixes: bool = True) -> Rende
     """
     n = len(a.case.messages)
     keys = [(k, agp) for k in range(1, n + 1) for agp in (False, True)] if prefixes else [(n, a.case.full_agp)]
+    msgs = a.case.messages
     for k, agp in keys:
         x, y = a.get(k, agp), b.get(k, agp)
+        if append and not agp and msgs[k - 1].get("role") == "assistant" and isinstance(x, Rendered) \
+                and isinstance(y, Rendered):
+            fields = field_spans(x.text).get(k - 1, [])
+            if appended(x.text, y.text, append, max((e for _, e in fields), default=0)):
+                continue
         if not _same(x, y):
             return RenderDiff(k, agp, x, y)
     return None
@@ -310,26 +320,29 @@ class CaseCheck:
                 + "\nactual ⟦…⟧:\n" + mark_spans(text, merge_spans(self.rendered.spans)))
 
 
-def check_case(original: Any, training: Any, case: Case) -> CaseCheck:
+def check_case(original: Any, training: Any, case: Case, append: str = "") -> CaseCheck:
     """Check one conversation: unchanged rendering, then masks against the oracle.
 
     Args:
         original: the shipped template, compiled. training: the template with markers, compiled.
         case: the conversation.
+        append: ``--append-stop``'s text (see :func:`same_rendering`); the expected masks then
+            cover it after a final turn without a stop (:func:`tmplc.oracle.with_appended_stop`).
 
     Returns:
         :class:`CaseCheck`; the first failing property stops the check.
     """
-    return check_renderings(Renderings(original, case), Renderings(training, case))
+    return check_renderings(Renderings(original, case), Renderings(training, case), append=append)
 
 
-def check_renderings(orig: Renderings, train: Renderings, owner: Callable[[str], dict[int, int]] | None = None) -> CaseCheck:
+def check_renderings(orig: Renderings, train: Renderings, owner: Callable[[str], dict[int, int]] | None = None,
+                     append: str = "") -> CaseCheck:
     """:func:`check_case` on renderings of one conversation; pass the same :class:`Renderings`
     twice to check a marked template's masks only (lint). ``owner`` maps the full rendering's
     characters to template nodes (:func:`owners`) for the defects."""
     result = CaseCheck()
     if train is not orig:
-        result.render_diff = same_rendering(orig, train)
+        result.render_diff = same_rendering(orig, train, append=append)
         if result.render_diff is not None:
             return result
     full = train.full()
@@ -340,6 +353,8 @@ def check_renderings(orig: Renderings, train: Renderings, owner: Callable[[str],
     result.oracle = orig.oracle()
     if result.oracle is None:
         return result
+    if append and not result.oracle.problems:
+        result.oracle = with_appended_stop(result.oracle, orig.case, append)
     if result.oracle.problems:
         result.problem = result.oracle.problems[0]
         return result
