@@ -90,23 +90,28 @@ def _cue_end(R: str, fR: dict[int, list[Span]], i: int, e_prev: int, start: int,
     first = min((a for a, _ in fR.get(i, [])), default=None)
     if first is None:
         first = min((a for j, spans in fR.items() if j > i for a, _ in spans if a >= e_prev), default=len(R))
-    for cue in (G, G.strip()):
+    for cue in (G, G.lstrip(), G.strip()):
         found = R.rfind(cue, e_prev, first) if cue else -1
-        if found >= 0:
-            return found + len(cue)
+        if found >= 0:  # then as much of the prompt's trailing whitespace as R shares
+            end = found + len(cue)
+            return max(start, end + lcp(G[G.index(cue) + len(cue):], R[end:first]))
     return start
 
 
 Render = Callable[..., str]
 
 
-def opens_next_header(tail: str, rest: str, n: int) -> int:
+def opens_next_header(tail: str, rest: str, n: int, header_follows: bool = False) -> int:
     """Cut a shared terminator ``tail[:n]`` back to before a special token that opens the next
     header: the as-last-message rendering ``tail`` and the rest of ``R`` share a complete token
     (``<|start_header_id|>``, ``[`` ... ``]``) and then diverge on a role name on both sides
     (``assistant`` vs ``user``). Such a token is the next message's header, written after the last
-    message regardless of ``add_generation_prompt`` (firefunction-v2), never the turn's stop."""
-    if not (0 < n < min(len(tail), len(rest)) and tail[n - 1] in ">]" and tail[n].isalnum() and rest[n].isalnum()):
+    message regardless of ``add_generation_prompt`` (firefunction-v2), never the turn's stop.
+    ``header_follows``: ``tail`` is known to end with such a header, so the shared complete token
+    right before any divergence opens it (``<|START_OF_TURN_TOKEN|>`` before ``<|CHATBOT_TOKEN|>``
+    vs ``<|USER_TOKEN|>``)."""
+    diverge = tail[n].isalnum() and rest[n].isalnum() if 0 < n < min(len(tail), len(rest)) else False
+    if not (0 < n < min(len(tail), len(rest)) and tail[n - 1] in ">]" and (diverge or header_follows)):
         return n
     opener = tail.rfind("<" if tail[n - 1] == ">" else "[", 0, n - 1)
     return opener if opener >= 0 and tail[n - 1] not in tail[opener : n - 1] else n
@@ -175,7 +180,9 @@ def _after_last(render: Render, msgs: list[dict], i: int, tail: str) -> int:
     except Exception:  # noqa: BLE001 - the template refuses the probe: keep the whole tail
         return len(tail)
     fe = _field_end(field_spans(after), i)
-    return len(tail) if fe is None else shared_terminator(tail, after[fe:])
+    if fe is None:
+        return len(tail)
+    return opens_next_header(tail, after[fe:], cut_lcp(tail, after[fe:]), header_follows=True)
 
 
 def turn_stop(render: Render, msgs: list[dict], i: int, R: str, fR: dict[int, list[Span]], span: Span,
