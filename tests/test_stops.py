@@ -144,3 +144,51 @@ def test_renderings_render_a_conversation_that_is_not_a_prefix():
     r = Renderings(read(CORPUS / "chujiezheng__chatml.jinja"), case)
     longer = case.messages + [user(2)]
     assert "«2c»" in r.text(longer, False) and "«2c»" not in r.text(case.messages, False)
+
+
+def test_gemma4_tool_response_stop_masked_and_tool_result_not():
+    """Gemma 4 31B writes the tool results inside the assistant turn, after `<|tool_response>`:
+    the model emits `<|tool_response>` to hand over, the runtime writes the result, the model
+    continues with the content. Masked as rendered: the stop in, the result out, the rest in."""
+    name = "llamacpp__google-gemma-4-31B-it"
+    a1 = assistant(1, calls=1)
+    text, spans = masked(name, [user(0), a1, tool(2, a1), assistant(3)], TOOLS)
+    chars = {c for a, b in spans for c in range(a, b)}
+    stop = text.index("<|tool_response>")
+    assert all(c in chars for c in range(stop, stop + len("<|tool_response>")))
+    result = text.index("«2c»")
+    assert result not in chars and text.index("response:") not in chars
+    assert text.index("«1c»") in chars and text.index("«3c»") in chars
+
+
+def test_firefunction_still_proved_with_its_trailing_header_out():
+    result = augment(read(CORPUS / "llamacpp__fireworks-ai-llama-3-firefunction-v2.jinja"), "ff", examples=PROOF_EXAMPLES)
+    assert result.status == "proved"
+
+
+def test_append_stop_glm_renders_identically_but_for_the_appended_marker():
+    source = read(CORPUS / "trl__glm4moe.jinja")
+    result = augment(source, "glm.jinja", examples=PROOF_EXAMPLES, append_stop=True)
+    assert result.status == "proved", getattr(result, "message", "")
+    assert "rendering changed: appends '<|user|>'" in result.text.splitlines()[0]
+    a3 = assistant(3, calls=1)
+    msgs = [user(0), assistant(1), user(2), a3, tool(4, a3), assistant(5)]
+    original = render(source, msgs, TOOLS, add_generation_prompt=False, **base_kwargs())[0]
+    text, spans = render(result.text, msgs, TOOLS, add_generation_prompt=False, **base_kwargs())
+    assert text == original + "<|user|>"
+    ends = turn_ends(text, merge_spans(spans))
+    assert ends[0].endswith("<|user|>") and ends[1].endswith("<|observation|>") and ends[2].endswith("«/5c»<|user|>")
+    # History turns and prompts render byte for byte like the original.
+    for k in range(1, len(msgs)):
+        if msgs[k - 1]["role"] != "assistant":
+            assert render(result.text, msgs[:k], TOOLS, add_generation_prompt=True, **base_kwargs())[0] == \
+                render(source, msgs[:k], TOOLS, add_generation_prompt=True, **base_kwargs())[0]
+
+
+def test_glm_marker_is_in_the_same_block_as_the_turn():
+    """Token level: the next message's marker is inside the turn's own generation block, not a
+    block of its own (transformers maps every span separately)."""
+    msgs = [user(0), assistant(1, body="🐱"), user(2), assistant(3)]
+    text, spans = render(written("trl__glm4moe"), msgs, None, add_generation_prompt=False, **base_kwargs())
+    cat = text.index("🐱")
+    assert any(a <= cat and text[a:b].endswith("<|user|>") for a, b in spans), [text[a:b] for a, b in spans]

@@ -19,7 +19,7 @@ from .prove import Failure, FailureKind, ProofReport, prove
 from .reasons import CannotAugment, Reason
 from .rewrite import header, rewrite
 
-MAX_ROUNDS = 3  # counterexample-guided rounds: locate again with the failing conversation
+MAX_ROUNDS = 6  # counterexample-guided rounds: locate again with the failing conversation (Gemma 4 31B needs 5 at 40 examples)
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,11 @@ class Oracle:
     unstopped: list[int] = field(default_factory=list)  # final turns whose template writes no stop
     markers: dict[int, str] = field(default_factory=dict)  # turn → the next message's marker ending it
 
+    holes: list[Span] = field(default_factory=list)  # other messages' text inside a turn
+
     def mask(self) -> set[int]:
-        return {c for a, b in self.turns.values() for c in range(a, b)}
+        inside = {c for a, b in self.holes for c in range(a, b)}
+        return {c for a, b in self.turns.values() for c in range(a, b)} - inside
 
 
 def lcp(a: str, b: str) -> int:
@@ -96,6 +99,39 @@ def _cue_end(R: str, fR: dict[int, list[Span]], i: int, e_prev: int, start: int,
             end = found + len(cue)
             return max(start, end + lcp(G[G.index(cue) + len(cue):], R[end:first]))
     return start
+
+
+_TOKEN_RE = re.compile(r"<[^<>\s]+>|\[[^\[\]\s]+\]")
+
+
+def interruption(R: str, fR: dict[int, list[Span]], i: int, start: int) -> tuple[Span | None, int]:
+    """Where the template writes later messages inside assistant turn ``i`` (Gemma 4 writes the
+    tool results after the tool calls and before the turn's content), the part of the turn that
+    is theirs, and ``k``: the turn is rendered as the last of it in ``render(C[:k])``.
+
+    The turn is masked as rendered (slime PR #1742): up to the end of its fields before the first
+    later field, through the first special token after them that neither the turn already wrote
+    (``<|"|>``) nor closes what it opened (``<tool_call|>``): the stop that hands over
+    (``<|tool_response>``); and again from its next own field. Returns ``(None, 0)`` for a turn
+    that is not interrupted.
+    """
+    own = sorted(fR.get(i, []))
+    if not own:
+        return None, 0
+    first, last_end = own[0][0], max(b for _, b in own)
+    inside = {j: [a for a, _ in spans if first < a < last_end] for j, spans in fR.items() if j > i}
+    inside = {j: a for j, a in inside.items() if a}
+    if not inside:
+        return None, 0
+    x0 = min(min(a) for a in inside.values())
+    fa = max((b for a, b in own if b <= x0), default=start)
+    b0 = min(a for a, _ in own if a >= x0)
+    turn, pos = R[start:fa], fa
+    for m in _TOKEN_RE.finditer(R, fa, x0):
+        if m.group(0) not in turn and not closers(m.group(0), turn):
+            pos = m.end()
+            break
+    return (pos, b0), max(inside) + 1
 
 
 Render = Callable[..., str]
@@ -210,22 +246,23 @@ def turn_stop(render: Render, msgs: list[dict], i: int, R: str, fR: dict[int, li
         n = _after_last(render, msgs, i, tail) if render(msgs, True) == R else len(tail)
         return n, writes_stop(tail[:n], turn), 0
     n = shared_terminator(tail, rest)
-    if n == 0 and tail.strip():
+    rerendered = n == 0 and bool(tail.strip())
+    if rerendered:
         hist = render(msgs[: i + 1], True)
         fh = _field_end(field_spans(hist), i)
         n = shared_terminator(hist[fh:], rest) if fh is not None else 0
-        if not writes_stop(rest[:n], turn):
-            return Problem(Reason.HISTORY_RERENDERED,
-                           f"assistant message {i}: as the last message the turn ends with {tail[:24]!r}, but once "
-                           f"later messages exist the template writes {rest[:24]!r} there", i)
     if writes_stop(rest[:n], turn):
         return n, True, 0
     marker = next_marker(R, fR, i, fe + n)
-    if marker == 0 or not rest[n : n + marker].strip():
-        return Problem(Reason.STOP_TOKEN_IN_NEXT_MESSAGE,
-                       f"assistant message {i}: the template writes no end-of-turn text after the turn's last field "
-                       "and no later message opens with a marker", i)
-    return n + marker, True, marker
+    if marker and rest[n : n + marker].strip():
+        return n + marker, True, marker  # as rendered: no terminator here, the next message's marker
+    if rerendered:
+        return Problem(Reason.HISTORY_RERENDERED,
+                       f"assistant message {i}: as the last message the turn ends with {tail[:24]!r}, but once "
+                       f"later messages exist the template writes {rest[:24]!r} there", i)
+    return Problem(Reason.STOP_TOKEN_IN_NEXT_MESSAGE,
+                   f"assistant message {i}: the template writes no end-of-turn text after the turn's last field "
+                   "and no later message opens with a marker", i)
 
 
 def expected_masks(render: Render, case: Case) -> Oracle:
@@ -248,6 +285,7 @@ def expected_masks(render: Render, case: Case) -> Oracle:
     problems: list[Problem] = []
     unstopped: list[int] = []
     markers: dict[int, str] = {}
+    holes: list[Span] = []
     for i, m in enumerate(msgs):
         if m.get("role") != "assistant" or i == 0:
             continue
@@ -280,6 +318,11 @@ def expected_masks(render: Render, case: Case) -> Oracle:
                 continue
             fe, fe_T = start, start
         fe = max(fe, start)
+        hole, k = interruption(R, fR, i, start)
+        if hole is not None:
+            holes.append(hole)
+            T = render(msgs[:k], False)  # the turn as rendered with the messages written inside it
+            fe_T = _field_end(field_spans(T), i) or fe_T
         stop = turn_stop(render, msgs, i, R, fR, (start, fe), T[fe_T:], agp_final)
         if isinstance(stop, Problem):
             problems.append(stop)
@@ -290,7 +333,7 @@ def expected_masks(render: Render, case: Case) -> Oracle:
         if stop[2]:
             markers[i] = R[end - stop[2]:end]
         turns[i] = (start, end)
-    return Oracle(R, turns, problems, fR, unstopped, markers)
+    return Oracle(R, turns, problems, fR, unstopped, markers, holes)
 
 
 def with_appended_stop(oracle: Oracle, case: Case, stop: str) -> Oracle:
