@@ -192,3 +192,15 @@ def test_glm_marker_is_in_the_same_block_as_the_turn():
     text, spans = render(written("trl__glm4moe"), msgs, None, add_generation_prompt=False, **base_kwargs())
     cat = text.index("🐱")
     assert any(a <= cat and text[a:b].endswith("<|user|>") for a, b in spans), [text[a:b] for a, b in spans]
+
+
+@pytest.mark.parametrize("thinking, prompt_part", [(None, "<think>"), (True, "<think>"), (False, "<think></think>")])
+def test_nemotron3_value_split_where_the_generation_prompt_ends(thinking, prompt_part):
+    """Nemotron 3 writes `<think></think>` + content in one value; the generation prompt supplies
+    `<think>\\n` (thinking on) or `<think></think>` (off): the part the rendering shares is prompt."""
+    extra = {} if thinking is None else {"enable_thinking": thinking}
+    text, spans = masked("trl__nemotron_3_nano", [user(0), assistant(1), user(2), assistant(3)], None, **extra)
+    assert len(spans) == 2
+    for a, b in spans:
+        assert text[:a].endswith("<|im_start|>assistant\n" + prompt_part), text[a - 40:a]
+        assert text[a:b].endswith("<|im_end|>\n")
