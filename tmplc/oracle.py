@@ -265,6 +265,26 @@ def turn_stop(render: Render, msgs: list[dict], i: int, R: str, fR: dict[int, li
                    "and no later message opens with a marker", i)
 
 
+def turn_start(render: Render, msgs: list[dict], i: int, R: str, fR: dict[int, list[Span]]) -> int | Problem:
+    """Where assistant message ``i``'s turn starts in ``R``: the end of the last message before it
+    that renders a field (its last field plus the terminator written after it when it is the last
+    message, as far as ``R`` shares it), plus the part of the generation prompt
+    ``G_i = P_i - render(C[:i])`` that ``R`` shares (:func:`_cue_end` when it is not right there)."""
+    P = render(msgs[:i], True)
+    B = render(msgs[:i], False)
+    fB = field_spans(B)
+    j = i - 1
+    while j >= 0 and (_field_end(fR, j) is None or _field_end(fB, j) is None):
+        j -= 1
+    if j < 0:
+        return Problem(Reason.UNTRACEABLE_TURN, f"no message before assistant message {i} renders a field", i)
+    fe_prev, fe_prev_B = _field_end(fR, j), _field_end(fB, j)
+    e_prev = fe_prev + cut_lcp(B[fe_prev_B:], R[fe_prev:])
+    G = P[cut_lcp(B, P):]
+    start = e_prev + cut_lcp(G, R[e_prev:])
+    return _cue_end(R, fR, i, e_prev, start, G)
+
+
 def expected_masks(render: Render, case: Case) -> Oracle:
     """Compute the expected assistant mask of every assistant message of ``case``.
 
@@ -289,24 +309,11 @@ def expected_masks(render: Render, case: Case) -> Oracle:
     for i, m in enumerate(msgs):
         if m.get("role") != "assistant" or i == 0:
             continue
-        P = render(msgs[:i], True)
-        B = render(msgs[:i], False)
         T = R if (i == last and not agp_final) else render(msgs[: i + 1], False)
-        # End of message i-1 in R: its last field plus the terminator written after it.
-        # End of the last message before i that renders a field (a template may drop a role).
-        fB = field_spans(B)
-        j = i - 1
-        while j >= 0 and (_field_end(fR, j) is None or _field_end(fB, j) is None):
-            j -= 1
-        if j < 0:
-            problems.append(Problem(Reason.UNTRACEABLE_TURN, f"no message before assistant message {i} renders a field", i))
+        start = turn_start(render, msgs, i, R, fR)
+        if isinstance(start, Problem):
+            problems.append(start)
             continue
-        fe_prev, fe_prev_B = _field_end(fR, j), _field_end(fB, j)
-        e_prev = fe_prev + cut_lcp(B[fe_prev_B:], R[fe_prev:])
-        shared = cut_lcp(B, P)
-        G = P[shared:]
-        start = e_prev + cut_lcp(G, R[e_prev:])
-        start = _cue_end(R, fR, i, e_prev, start, G)
         # End of message i: its last field, then the text the model must emit to end the turn.
         fe = _field_end(fR, i)
         fT = field_spans(T)
