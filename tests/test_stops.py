@@ -204,3 +204,18 @@ def test_nemotron3_value_split_where_the_generation_prompt_ends(thinking, prompt
     for a, b in spans:
         assert text[:a].endswith("<|im_start|>assistant\n" + prompt_part), text[a - 40:a]
         assert text[a:b].endswith("<|im_end|>\n")
+
+
+def test_lint_tmpl005_uses_the_same_stop():
+    """TMPL005 goes through the same oracle: a GLM training template that masks the content but
+    not the next message's `<|user|>` is reported there; tmplc's written template is clean."""
+    from tmplc.lint import lint_source
+    from tmplc.rules import select
+
+    source = read(CORPUS / "trl__glm4moe.jinja")
+    naive = source.replace("{{ '\\n' + content.strip() }}",
+                           "{% generation %}{{ '\\n' + content.strip() }}{% endgeneration %}")
+    assert naive != source
+    found = [d for d in lint_source(naive, "naive_training.jinja", select(("TMPL005",)), training=True)]
+    assert any("'<|user|>'" in d.message for d in found), [d.message for d in found]
+    assert not lint_source(written("trl__glm4moe"), "glm_training.jinja", select(("TMPL005",)), training=True)
