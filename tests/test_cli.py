@@ -52,11 +52,11 @@ def test_output_option_and_tokenizer_config(tmp_path):
 
 
 def test_unsupported_exit_1_with_counterexample(tmp_path):
-    shutil.copy(CORPUS / "trl__nemotron_3_nano.jinja", tmp_path / "nemotron.jinja")
-    code, out = run("augment", tmp_path / "nemotron.jinja", "--examples", "10")
+    shutil.copy(CORPUS / "llamacpp__Reka-Edge.jinja", tmp_path / "reka.jinja")
+    code, out = run("augment", tmp_path / "reka.jinja", "--examples", "10")
     assert code == 1
     assert "unsplittable-output" in out and "minimal conversation" in out
-    assert not (tmp_path / "nemotron_training.jinja").exists()
+    assert not (tmp_path / "reka_training.jinja").exists()
 
 
 def test_glm_note_and_append_stop(tmp_path):
