@@ -219,3 +219,20 @@ def test_lint_tmpl005_uses_the_same_stop():
     found = [d for d in lint_source(naive, "naive_training.jinja", select(("TMPL005",)), training=True)]
     assert any("'<|user|>'" in d.message for d in found), [d.message for d in found]
     assert not lint_source(written("trl__glm4moe"), "glm_training.jinja", select(("TMPL005",)), training=True)
+
+
+@pytest.mark.parametrize("name", ["chujiezheng__chatml", "trl__llama3", "trl__gptoss"])
+def test_policy_last_turn_masks_only_a_final_assistant_turn(name):
+    source = read(CORPUS / f"{name}.jinja")
+    result = augment(source, name, examples=PROOF_EXAMPLES, policy="last-turn")
+    assert result.status == "proved", getattr(result, "message", "")
+    assert "masks: last-turn" in result.text.splitlines()[0]
+    msgs = [user(0), assistant(1), user(2), assistant(3)]
+    original = render(source, msgs, None, add_generation_prompt=False, **base_kwargs())[0]
+    text, spans = render(result.text, msgs, None, add_generation_prompt=False, **base_kwargs())
+    assert text == original
+    spans = merge_spans(spans)
+    assert len(spans) == 1 and "«3c»" in text[spans[0][0]:spans[0][1]] and "«1c»" not in text[spans[0][0]:spans[0][1]]
+    # A conversation that ends with a user message trains nothing.
+    _, none = render(result.text, msgs[:3], None, add_generation_prompt=True, **base_kwargs())
+    assert not merge_spans(none)

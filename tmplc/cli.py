@@ -53,7 +53,9 @@ def main() -> None:
 @click.option("--append-stop", is_flag=True,
               help="Where the template writes no end-of-turn text, append the next message's marker after a "
                    "final assistant turn (TRL PR #6044; a declared rendering change).")
-def augment(paths, out, examples, seed, check, as_json, verbose, append_stop) -> None:
+@click.option("--policy", type=click.Choice(["as-rendered", "last-turn"]), default="as-rendered", show_default=True,
+              help="Which assistant turns are trained: every one as rendered, or only a final one.")
+def augment(paths, out, examples, seed, check, as_json, verbose, append_stop, policy) -> None:
     """Insert {% generation %} markers, prove them, and write NAME_training.jinja."""
     from rich.console import Console  # rich and the compiler (hypothesis) stay off the lint path
 
@@ -74,7 +76,7 @@ def augment(paths, out, examples, seed, check, as_json, verbose, append_stop) ->
     for src in sources:
         name = src.label if src.name else src.path.name
         try:
-            result = run(src.text, name, examples=examples, seed=seed, append_stop=append_stop)
+            result = run(src.text, name, examples=examples, seed=seed, append_stop=append_stop, policy=policy)
         except InputError as exc:
             click.echo(str(exc.with_path(src.label)), err=True)
             sys.exit(2)

@@ -16,6 +16,7 @@ from .analysed import Analysed, analyse
 from .plan import Region
 from .probes import Features, with_prefixes
 from .prove import Failure, FailureKind, ProofReport, prove
+from .oracle import POLICIES
 from .reasons import CannotAugment, Reason
 from .rewrite import header, rewrite
 
@@ -91,7 +92,7 @@ class _Clock:
 
 
 def augment(source: str, name: str = "<string>", examples: int = 200, seed: int = 0,
-            append_stop: bool = False) -> AugmentResult:
+            append_stop: bool = False, policy: str = "as-rendered") -> AugmentResult:
     """Compile a chat template into its training variant and prove it.
 
     Args:
@@ -103,6 +104,8 @@ def augment(source: str, name: str = "<string>", examples: int = 200, seed: int 
             a following user message after a final assistant turn (TRL PR #6044): a declared
             rendering change, proved as "identical except that appended marker" and named in the
             written header. Default: byte-identical rendering, no stop on such a final turn.
+        policy: ``"as-rendered"`` (every assistant turn as the template renders it, slime PR
+            #1742) or ``"last-turn"`` (only a final assistant turn; named in the header).
 
     Returns:
         :class:`Proved`, :class:`Verified` or :class:`Unsupported`; never raises for a template
@@ -112,8 +115,11 @@ def augment(source: str, name: str = "<string>", examples: int = 200, seed: int 
         InputError: malformed Jinja (``name:line:col: message``).
     """
     clock = _Clock()
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}: one of {', '.join(POLICIES)}")
     with clock("parse"):
         original = analyse(source, name)
+        original.policy = policy
     try:
         return _augment(original, name, examples, seed, clock, append_stop)
     except Exception as exc:  # noqa: BLE001 - fail closed: an internal error is an outcome
@@ -154,7 +160,7 @@ def _rounds(original: Analysed, name: str, examples: int, seed: int, clock: _Clo
             return Unsupported(exc.reason, exc.message, cex, report, features, clock.timings)
         moved_any = moved_any or moved
         with clock("rewrite"):
-            training = Analysed(header(name, examples, seed, append) + body, name)
+            training = Analysed(header(name, examples, seed, append, original.policy) + body, name)
             training.compiled  # noqa: B018 - an uncompilable rewrite is an internal error
         with clock("proof"):
             report = prove(original, training, examples, seed, append)

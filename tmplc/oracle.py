@@ -285,13 +285,19 @@ def turn_start(render: Render, msgs: list[dict], i: int, R: str, fR: dict[int, l
     return _cue_end(R, fR, i, e_prev, start, G)
 
 
-def expected_masks(render: Render, case: Case) -> Oracle:
+POLICIES = ("as-rendered", "last-turn")
+
+
+def expected_masks(render: Render, case: Case, policy: str = "as-rendered") -> Oracle:
     """Compute the expected assistant mask of every assistant message of ``case``.
 
     Args:
         render: ``render(messages, add_generation_prompt) -> str`` for one template, with
             the case's tools and kwargs bound; it may raise (the caller handles errors).
         case: the conversation.
+        policy: ``"as-rendered"`` (default): every assistant turn, as the template renders it in
+            this conversation (slime PR #1742); ``"last-turn"``: only the last message, when it
+            is an assistant turn (history turns are context, never trained).
 
     Returns:
         :class:`Oracle` with spans in characters of the full rendering ``R``.
@@ -340,7 +346,17 @@ def expected_masks(render: Render, case: Case) -> Oracle:
         if stop[2]:
             markers[i] = R[end - stop[2]:end]
         turns[i] = (start, end)
-    return Oracle(R, turns, problems, fR, unstopped, markers, holes)
+    oracle = Oracle(R, turns, problems, fR, unstopped, markers, holes)
+    return last_turn_only(oracle, last) if policy == "last-turn" else oracle
+
+
+def last_turn_only(oracle: Oracle, last: int) -> Oracle:
+    """``oracle`` restricted to message ``last`` (``--policy last-turn``): its turn, its problems."""
+    keep = {i: s for i, s in oracle.turns.items() if i == last}
+    span = keep.get(last, (0, 0))
+    return Oracle(oracle.text, keep, [p for p in oracle.problems if p.turn == last], oracle.fields,
+                  [i for i in oracle.unstopped if i == last], {i: m for i, m in oracle.markers.items() if i == last},
+                  [h for h in oracle.holes if span[0] <= h[0] < span[1]])
 
 
 def with_appended_stop(oracle: Oracle, case: Case, stop: str) -> Oracle:

@@ -80,7 +80,7 @@ def check(original: Analysed, training: Analysed, case: Case, report: ProofRepor
     Raises:
         ProofFailure: the first property that fails, with the conversation.
     """
-    result = check_case(original.compiled, training.compiled, case, append)
+    result = check_case(original.compiled, training.compiled, case, append, original.policy)
     if result.render_diff is not None:
         raise ProofFailure(Failure(FailureKind.RENDER, result.render_diff.describe(), case))
     if report is not None and result.valid:

@@ -78,9 +78,10 @@ class Renderings:
     lists; every list the oracle asks for is a prefix, identified by its length.
     """
 
-    def __init__(self, template: Any, case: Case):
+    def __init__(self, template: Any, case: Case, policy: str = "as-rendered"):
         self.template = template
         self.case = case
+        self.policy = policy  # the masking policy of the oracle (tmplc.oracle.POLICIES)
         self._cache: dict[tuple[int, bool], Outcome] = {}
 
     def get(self, k: int, agp: bool) -> Outcome:
@@ -113,7 +114,7 @@ class Renderings:
     def oracle(self) -> Oracle | None:
         """The oracle's expected masks, or None when the template raises on a prefix it needs."""
         try:
-            return expected_masks(self.text, self.case)
+            return expected_masks(self.text, self.case, self.policy)
         except TemplateRaised:
             return None
 
@@ -320,7 +321,7 @@ class CaseCheck:
                 + "\nactual ⟦…⟧:\n" + mark_spans(text, merge_spans(self.rendered.spans)))
 
 
-def check_case(original: Any, training: Any, case: Case, append: str = "") -> CaseCheck:
+def check_case(original: Any, training: Any, case: Case, append: str = "", policy: str = "as-rendered") -> CaseCheck:
     """Check one conversation: unchanged rendering, then masks against the oracle.
 
     Args:
@@ -328,11 +329,12 @@ def check_case(original: Any, training: Any, case: Case, append: str = "") -> Ca
         case: the conversation.
         append: ``--append-stop``'s text (see :func:`same_rendering`); the expected masks then
             cover it after a final turn without a stop (:func:`tmplc.oracle.with_appended_stop`).
+        policy: the oracle's masking policy (:func:`tmplc.oracle.expected_masks`).
 
     Returns:
         :class:`CaseCheck`; the first failing property stops the check.
     """
-    return check_renderings(Renderings(original, case), Renderings(training, case), append=append)
+    return check_renderings(Renderings(original, case, policy), Renderings(training, case, policy), append=append)
 
 
 def check_renderings(orig: Renderings, train: Renderings, owner: Callable[[str], dict[int, int]] | None = None,
