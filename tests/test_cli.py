@@ -52,11 +52,23 @@ def test_output_option_and_tokenizer_config(tmp_path):
 
 
 def test_unsupported_exit_1_with_counterexample(tmp_path):
+    shutil.copy(CORPUS / "llamacpp__Reka-Edge.jinja", tmp_path / "reka.jinja")
+    code, out = run("augment", tmp_path / "reka.jinja", "--examples", "10")
+    assert code == 1
+    assert "unsplittable-output" in out and "minimal conversation" in out
+    assert not (tmp_path / "reka_training.jinja").exists()
+
+
+def test_glm_note_and_append_stop(tmp_path):
+    """GLM writes no end-of-turn text: augment says so in one line; --append-stop declares the
+    appended marker in the written header (TRL PR #6044)."""
     shutil.copy(CORPUS / "trl__glm4moe.jinja", tmp_path / "glm.jinja")
     code, out = run("augment", tmp_path / "glm.jinja", "--examples", "10")
-    assert code == 1
-    assert "stop-token-in-next-message" in out and "minimal conversation" in out
-    assert not (tmp_path / "glm_training.jinja").exists()
+    assert code == 0 and out.count("note:") == 1 and "--append-stop" in out
+    code, out = run("augment", tmp_path / "glm.jinja", "--examples", "10", "--append-stop")
+    assert code == 0 and "note:" not in out
+    head = (tmp_path / "glm_training.jinja").read_text(encoding="utf-8").splitlines()[0]
+    assert "rendering changed: appends '<|user|>' after a final assistant turn" in head
 
 
 @pytest.mark.parametrize(

@@ -86,9 +86,18 @@ def test_seventy_percent_of_originals_proved(rows):
     assert s["proved"] >= 0.7 * s["originals"], s
 
 
-def test_glm_class_reported(rows):
+STOP_TARGETS = [
+    # issue 9: the stop belongs to the turn (docs/oracle.md)
+    "trl__glm4moe", "llamacpp__GLM-4.6", "llamacpp__GLM-4.7-Flash", "llamacpp__Apertus-8B-Instruct",
+    "llamacpp__Apriel-1.6-15b-Thinker-fixed", "chujiezheng__falcon-instruct", "chujiezheng__amberchat",
+    "chujiezheng__chatqa", "llamacpp__fireworks-ai-llama-3-firefunction-v2", "trl__gptoss",
+]
+
+
+def test_stop_targets_proved(rows):
     by_file = {r["file"]: r for r in rows}
-    assert by_file["trl__glm4moe.jinja"]["reason"] == "stop-token-in-next-message"
+    failed = [n for n in STOP_TARGETS if by_file[f"{n}.jinja"]["outcome"] != "proved"]
+    assert not failed, [(n, by_file[f"{n}.jinja"]["reason"]) for n in failed]
 
 
 def test_coverage_doc_is_current(rows, update_goldens):

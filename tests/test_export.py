@@ -17,8 +17,7 @@ from tmplc.render import render
 
 QWEN3_VL = REPO / "templates" / "qwen3_vl.jinja"
 EXAMPLES = "20"
-UNPROVABLE = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
-              "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+UNPROVABLE = "{{ raise_exception('this template refuses every conversation') }}"
 
 
 def run(*args):
@@ -136,7 +135,7 @@ def test_export_hub_config_only_default_is_kept(tmp_path, monkeypatch):
         ("empty", 2, "no chat template"),
         ("config-without-template", 2, "no chat template"),
         ("bad-config-json", 2, "tokenizer_config.json:1:2: invalid JSON"),
-        ("unprovable", 1, "chat_template.jinja:0:0: cannot prove: [stop-token-in-next-message]"),
+        ("unprovable", 1, "chat_template.jinja:0:0: cannot prove: [raises-on-every-probe]"),
         ("malformed", 2, "chat_template.jinja:1:24: unterminated tag"),
         ("markers-in-default", 2, "chat_template.jinja:62:9: the default template already has {% generation %}"),
         ("training-path-is-a-directory", 2, "training.jinja:0:0: is a directory"),
@@ -241,7 +240,7 @@ def test_export_trl_compares_with_existing(tmp_path):
         ("not-trl", 2, "not a TRL checkout: no trl/chat_templates/ directory"),
         ("bad-name", 2, "bad --name"),
         ("missing-template", 2, "nope.jinja:0:0: no such file"),
-        ("unprovable", 1, "t.jinja:0:0: cannot prove: [stop-token-in-next-message]"),
+        ("unprovable", 1, "t.jinja:0:0: cannot prove: [raises-on-every-probe]"),
         ("malformed", 2, "t.jinja:1:24: unterminated tag"),
         ("training-template", 2, "already has {% generation %} markers"),
         ("pr-out-is-a-directory", 2, "is a directory (expected a file to write)"),

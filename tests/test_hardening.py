@@ -19,7 +19,7 @@ import pytest
 from conftest import REPO
 
 CHATML = (REPO / "templates" / "chatml.jinja").read_text(encoding="utf-8")
-GLM = (REPO / "tests" / "corpus" / "trl__glm4moe.jinja").read_text(encoding="utf-8")  # unsupported (exit 1)
+REKA = (REPO / "tests" / "corpus" / "llamacpp__Reka-Edge.jinja").read_text(encoding="utf-8")  # unsupported (exit 1)
 
 
 def tmplc(*args, cwd=None, timeout=240, env=None):
@@ -190,11 +190,11 @@ def test_json_list_second_template_malformed_writes_nothing(tmp_path):
 
 def test_one_unsupported_input_writes_nothing_and_exits_1(tmp_path):
     (tmp_path / "a.jinja").write_text(CHATML)
-    (tmp_path / "glm.jinja").write_text(GLM)
+    (tmp_path / "reka.jinja").write_text(REKA)
     before = snapshot(tmp_path)
-    code, out, err, _ = tmplc("augment", tmp_path / "a.jinja", tmp_path / "glm.jinja", "--examples", "5")
+    code, out, err, _ = tmplc("augment", tmp_path / "a.jinja", tmp_path / "reka.jinja", "--examples", "5")
     assert code == 1, out + err
-    assert "a.jinja: proved" in out and "stop-token-in-next-message" in out
+    assert "a.jinja: proved" in out and "unsplittable-output" in out
     assert "nothing written: 1 of 2 templates failed" in out
     assert snapshot(tmp_path) == before
 

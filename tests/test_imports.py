@@ -38,6 +38,7 @@ LAYERS: list[set[str]] = [
     {"analysed"},
     {"locate"},
     {"split", "plan"},
+    {"stops"},  # moves a next message's opening marker into the previous turn's block (uses plan)
     {"rewrite"},
     {"strategies"},
     {"prove"},

@@ -20,7 +20,7 @@ def test_outcome_types_on_real_templates():
     assert isinstance(proved, Proved) and proved.ok and proved.text.startswith("{# tmplc ")
     verified = augment(read(CORPUS / "trl__qwen3_vl_training.jinja"), "t.jinja", examples=10)
     assert isinstance(verified, Verified) and verified.ok
-    refused = augment(read(CORPUS / "trl__glm4moe.jinja"), "glm.jinja", examples=10)
+    refused = augment(read(CORPUS / "llamacpp__Reka-Edge.jinja"), "reka.jinja", examples=10)
     assert isinstance(refused, Unsupported) and not refused.ok and refused.text is None
     assert refused.reason in Reason and refused.reason.value in REASONS
 

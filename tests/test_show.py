@@ -16,9 +16,8 @@ from tmplc.show import load_conversations, mask_view, sample_case, show, to_html
 
 QWEN3_VL = REPO / "templates" / "qwen3_vl.jinja"
 EXAMPLES = "20"
-# The stop token lives in the next message (GLM class): tmplc cannot prove it.
-UNPROVABLE = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
-              "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+# A template that raises on every conversation: tmplc cannot prove it.
+UNPROVABLE = "{{ raise_exception('this template refuses every conversation') }}"
 
 
 def run(*args):
@@ -103,7 +102,7 @@ def test_hand_written_mask_shown_as_it_is():
         ("missing-template", 2, "no such file"),
         ("folder-without-template", 2, ":0:0: no chat template"),
         ("malformed-template", 2, ":1:24: unterminated tag"),
-        ("unprovable-template", 1, "cannot prove: [stop-token-in-next-message]"),
+        ("unprovable-template", 1, "cannot prove: [raises-on-every-probe]"),
         ("missing-conversation", 2, "no such file"),
         ("bad-json", 2, "c.json:1:15: invalid JSON"),
         ("bad-jsonl-line", 2, "c.jsonl:2:2: invalid JSON"),

@@ -44,6 +44,8 @@ class Analysed:
     Args:
         source: the template text (untrusted).
         label: where it came from, for ``label:line:col`` messages (a path or a virtual path).
+        policy: the oracle's masking policy, ``"as-rendered"`` or ``"last-turn"``
+            (:func:`tmplc.oracle.expected_masks`).
 
     The properties raise :class:`tmplc.errors.InputError` for malformed Jinja: ``ast`` and
     ``compiled`` with jinja2's line, ``template`` (the lossless CST) with line and column; its
@@ -51,9 +53,10 @@ class Analysed:
     compile.
     """
 
-    def __init__(self, source: str, label: str = "<string>"):
+    def __init__(self, source: str, label: str = "<string>", policy: str = "as-rendered"):
         self.source = source
         self.label = label
+        self.policy = policy  # the oracle's masking policy (tmplc.oracle.POLICIES)
         self._oracles: dict[int, tuple[Case, Oracle | None]] = {}
 
     def __repr__(self) -> str:
@@ -120,7 +123,7 @@ class Analysed:
         object), or None when the template raises on the conversation or a prefix of it."""
         hit = self._oracles.get(id(case))
         if hit is None or hit[0] is not case:
-            hit = (case, Renderings(self.compiled, case).oracle())
+            hit = (case, Renderings(self.compiled, case, policy=self.policy).oracle())
             self._oracles[id(case)] = hit
         return hit[1]
 

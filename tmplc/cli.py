@@ -103,7 +103,8 @@ def _record(src: Source, result) -> dict:
     failed = result.status == "unsupported"
     return {"path": src.label, "status": result.status, "reason": result.reason if failed else None,
             "message": result.message if failed else "",
-            "examples": result.report.examples if result.report else 0, "timings": result.timings, "written": None}
+            "examples": result.report.examples if result.report else 0, "timings": result.timings, "written": None,
+            "notes": list(result.notes)}
 
 
 @main.command()
@@ -120,8 +121,13 @@ def _record(src: Source, result) -> dict:
               help="A tokenizer folder, tokenizer.json or tokenizer_config.json: also prove the token-level "
                    "masks. Default: the tokenizer beside an input tokenizer_config.json, if any.")
 @click.option("--verbose", is_flag=True, help="Show the traceback of an internal error.")
+@click.option("--append-stop", is_flag=True,
+              help="Where the template writes no end-of-turn text, append the next message's marker after a "
+                   "final assistant turn (TRL PR #6044; a declared rendering change).")
+@click.option("--policy", type=click.Choice(["as-rendered", "last-turn"]), default="as-rendered", show_default=True,
+              help="Which assistant turns are trained: every one as rendered, or only a final one.")
 @contract
-def augment(paths, out, examples, seed, timeout, check, as_json, tokenizer_path, verbose) -> None:
+def augment(paths, out, examples, seed, timeout, check, as_json, tokenizer_path, verbose, append_stop, policy) -> None:
     """Insert {% generation %} markers, prove them, and write NAME_training.jinja.
 
     All or nothing: files are written only when every template passed.
@@ -139,7 +145,7 @@ def augment(paths, out, examples, seed, timeout, check, as_json, tokenizer_path,
     for (src, template), dest in zip(analysed, dests):
         tokenizer = tokenizers.get(src.path)
         result = run(template, src.label if src.name else src.path.name, examples=examples, seed=seed,
-                     timeout=timeout, tokenizer=tokenizer)
+                     timeout=timeout, tokenizer=tokenizer, append_stop=append_stop, policy=policy)
         records.append(_record(src, result))
         if result.status == "unsupported":
             if not as_json:
@@ -150,6 +156,8 @@ def augment(paths, out, examples, seed, timeout, check, as_json, tokenizer_path,
                     "proved (not written: --check)" if check else "proved")
             click.echo(one_line(f"{src.label}: {what}; {result.report.examples} examples, seed {seed}"
                                 + (_token_summary(result.report) if tokenizer is not None else "")))
+            for note in result.notes:
+                click.echo(one_line(f"{src.label}: {note}"))
         if result.status == "proved" and not check:
             pending.append((len(records) - 1, dest, result.text))
     failed = sum(r["status"] == "unsupported" for r in records)

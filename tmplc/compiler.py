@@ -15,6 +15,7 @@ from typing import Any
 
 from .analysed import Analysed, analyse
 from .errors import InputError, NestingError
+from .oracle import POLICIES
 from .plan import Region
 from .probes import Features, with_prefixes
 from .prove import Failure, FailureKind, ProofReport, limit_failure, prove
@@ -23,7 +24,7 @@ from .render import RenderLimit, budget
 from .rewrite import header, rewrite
 from .tokens import TokenChecker
 
-MAX_ROUNDS = 3  # counterexample-guided rounds: locate again with the failing conversation
+MAX_ROUNDS = 6  # counterexample-guided rounds: locate again with the failing conversation (Gemma 4 31B needs 5 at 40 examples)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Proved:
     regions: tuple[Region, ...] = ()
     features: Features | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # one line each, shown by the CLI (e.g. a final turn with no stop)
     status = "proved"
     ok = True
 
@@ -47,6 +49,7 @@ class Verified:
     report: ProofReport
     features: Features | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
     status = "verified"
     ok = True
 
@@ -64,6 +67,7 @@ class Unsupported:
     features: Features | None = None
     timings: dict[str, float] = field(default_factory=dict)
     trace: str = ""
+    notes: tuple[str, ...] = ()
     status = "unsupported"
     ok = False
     text = None
@@ -92,7 +96,8 @@ class _Clock:
 
 
 def augment(source: str | Analysed, name: str = "<string>", examples: int = 200, seed: int = 0,
-            timeout: float | None = None, tokenizer: Any = None) -> AugmentResult:
+            timeout: float | None = None, tokenizer: Any = None, append_stop: bool = False,
+            policy: str = "as-rendered") -> AugmentResult:
     """Compile a chat template into its training variant and prove it.
 
     Args:
@@ -106,6 +111,12 @@ def augment(source: str | Analysed, name: str = "<string>", examples: int = 200,
         tokenizer: a fast tokenizer (:func:`tmplc.tokens.load_tokenizer`): the proof then also
             checks the token-level mask transformers derives from the spans (no token of a span
             lost, none outside added) on conversations with multi-byte field edges.
+        append_stop: where the template writes no end-of-turn text, append the opening marker of
+            a following user message after a final assistant turn (TRL PR #6044): a declared
+            rendering change, proved as "identical except that appended marker" and named in the
+            written header. Default: byte-identical rendering, no stop on such a final turn.
+        policy: ``"as-rendered"`` (every assistant turn as the template renders it, slime PR
+            #1742) or ``"last-turn"`` (only a final assistant turn; named in the header).
 
     Returns:
         :class:`Proved`, :class:`Verified` or :class:`Unsupported`; never raises for a template
@@ -115,14 +126,19 @@ def augment(source: str | Analysed, name: str = "<string>", examples: int = 200,
 
     Raises:
         InputError: malformed Jinja (``name:line:col: message``).
+        ValueError: an unknown ``policy``.
     """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}: one of {', '.join(POLICIES)}")
     clock = _Clock()
     original = None
+    tokens = TokenChecker(tokenizer) if tokenizer is not None else None
     with budget(timeout):
         try:
             with clock("parse"):
                 original = analyse(source, name) if isinstance(source, str) else source
-            return _augment(original, name, examples, seed, clock, TokenChecker(tokenizer) if tokenizer else None)
+                original.policy = policy
+            return _augment(original, name, examples, seed, clock, tokens, append_stop)
         except InputError as exc:
             if original is None and not isinstance(exc, NestingError):
                 raise  # malformed Jinja in the input; after analysis, an InputError is tmplc's bug
@@ -144,42 +160,57 @@ def _failed(exc: BaseException, clock: _Clock) -> Unsupported:
 
 
 def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Clock,
-             tokens: TokenChecker | None) -> AugmentResult:
+             tokens: TokenChecker | None, append_stop: bool) -> AugmentResult:
     features = original.features
     if original.has_markers:
         with clock("proof"):
             existing = prove(original, original, examples, seed, tokens=tokens)
         failure = existing.failure
         if failure is None:
-            return Verified(original.source, existing, features, clock.timings)
+            return Verified(original.source, existing, features, clock.timings, stop_notes(original))
         reason = failure.reason if failure.kind is FailureKind.BUDGET and failure.reason else Reason.PROOF_FAILED
         return Unsupported(reason, failure.message, failure, existing, features, clock.timings)
+    append = stop_to_append(original) if append_stop else ""
+    result = _rounds(original, name, examples, seed, clock, True, append, tokens)
+    if isinstance(result, tuple):  # a moved marker did not pass: the plan as is
+        result = _rounds(original, name, examples, seed, clock, False, append, tokens)
+    return result  # type: ignore[return-value]
+
+
+def _rounds(original: Analysed, name: str, examples: int, seed: int, clock: _Clock, move: bool, append: str = "",
+            tokens: TokenChecker | None = None):
+    """Rewrite and prove, learning from counterexamples (at most :data:`MAX_ROUNDS`). Returns an
+    :data:`AugmentResult`, or ``(failure,)`` when ``move`` moved a marker and no round passed."""
+    features = original.features
     cases = list(original.probes_and_prefixes)
     last_failure: Failure | None = None
     report: ProofReport | None = None
+    moved_any = False
     for _round in range(MAX_ROUNDS):
         try:
             with clock("locate"):
-                body, regions = rewrite(original, cases)
+                body, regions, moved = rewrite(original, cases, move, append)
         except CannotAugment as exc:
             cex = Failure(FailureKind.ORACLE, exc.message, exc.case) if exc.case is not None else last_failure
             return Unsupported(exc.reason, exc.message, cex, report, features, clock.timings)
+        moved_any = moved_any or moved
         with clock("rewrite"):
-            training = Analysed(header(name, examples, seed) + body, name)
+            training = Analysed(header(name, examples, seed, append, original.policy) + body, name)
             try:
                 training.compiled  # noqa: B018 - any other uncompilable rewrite is an internal error
             except NestingError as exc:
                 return Unsupported(Reason.TOO_DEEPLY_NESTED, f"the training template (markers add a level) is "
                                    f"{exc.message}", None, report, features, clock.timings)
         with clock("proof"):
-            report = prove(original, training, examples, seed, tokens=tokens)
+            report = prove(original, training, examples, seed, tokens=tokens, append=append)
         failure = report.failure
         if failure is None and report.turns_checked == 0:
             return Unsupported(Reason.NEVER_RENDERS_ASSISTANT,
                                "no generated conversation rendered an assistant turn the proof could check",
                                None, report, features, clock.timings)
         if failure is None:
-            return Proved(training.source, report, tuple(regions), features, clock.timings)
+            notes = () if append else stop_notes(original)
+            return Proved(training.source, report, tuple(regions), features, clock.timings, notes)
         last_failure = failure
         if failure.kind in (FailureKind.ORACLE, FailureKind.BUDGET, FailureKind.TOKENS):
             return Unsupported(failure.reason or Reason.PROOF_FAILED, failure.message, failure, report, features,
@@ -187,7 +218,39 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
         # Counterexample-guided: learn from the failing conversation and locate again.
         cases = cases + with_prefixes([failure.case])
     assert last_failure is not None
+    if moved_any:
+        return (last_failure,)
     return Unsupported(Reason.PROOF_FAILED, last_failure.message, last_failure, report, features, clock.timings)
+
+
+UNSTOPPED_NOTE = ("note: the template writes no end-of-turn text after a final assistant turn, so that turn "
+                  "has no stop in the mask (history turns end with the next message's opening marker); "
+                  "--append-stop appends it (TRL PR #6044)")
+
+
+def stop_notes(original: Analysed) -> tuple[str, ...]:
+    """One-line notes about stops (docs/oracle.md rule 4): a final assistant turn of some probe
+    conversation whose template writes no terminator, so its mask carries no stop."""
+    for case in original.probes:
+        oracle = original.oracle(case)
+        if oracle is not None and oracle.unstopped:
+            return (UNSTOPPED_NOTE,)
+    return ()
+
+
+def stop_to_append(original: Analysed) -> str:
+    """``--append-stop``'s text: the opening marker that ends a history turn followed by a user
+    message in every probe conversation (``<|user|>`` for GLM-4-MoE), when the template writes no
+    stop after a final turn; "" when it does, or when the probes disagree."""
+    if not stop_notes(original):
+        return ""
+    seen = set()
+    for case in original.probes:
+        oracle = original.oracle(case)
+        for i, marker in (oracle.markers.items() if oracle is not None else ()):
+            if i + 1 < len(case.messages) and case.messages[i + 1].get("role") == "user":
+                seen.add(marker)
+    return seen.pop() if len(seen) == 1 else ""
 
 
 def verify(original: str, training: str, examples: int = 200, seed: int = 0,

@@ -110,4 +110,16 @@ def markdown(rows: list[dict], examples: int, seed: int) -> str:
     ]
     for r in rows:
         out.append(f"| `{r['file']}` | {r['family']} | {r['kind']} | {r['outcome']} | {r['reason'] or ''} | {r['examples']} | {r['turns']} |")
+    refused = [r for r in rows if r["kind"] == "original" and r["outcome"] == "unsupported"]
+    if refused:
+        out += ["", "## Refused originals", "",
+                "Each with its reason code, the template node or turn concerned, and the roles of the minimal "
+                "conversation that shows it (`tmplc augment --check FILE` prints the conversation).", "",
+                "| template | reason | where | minimal conversation |", "|---|---|---|---|"]
+        for r in refused:
+            cex = r.get("counterexample") or {}
+            roles = " → ".join(m.get("role", "?") + ("+tool_calls" if m.get("tool_calls") else "")
+                               for m in cex.get("messages", []))
+            where = (r["message"] or "").replace("|", "\\|").replace("\n", " ")
+            out.append(f"| `{r['file']}` | {r['reason']} | {where} | {roles} |")
     return "\n".join(out) + "\n"

@@ -166,17 +166,20 @@ def detect_features(template: str | jinja2.Template, thinking: tuple[str, ...] |
         return _try(tpl, messages, tools or default_tools, extra)
 
     string_content = "«/1c»" in (ok(basic_s) or "")
-    block_content = "«/1c»" in (ok(basic_b) or "")
+    # A template that prints a content-block list as its Python repr does not render blocks.
+    block_content = "«/1c»" in (ok(basic_b) or "") and "{'type': 'text'" not in (ok(basic_b) or "")
     m = s if string_content else b
     system = ok([m(0, "system"), m(1, "user"), m(2, "assistant")]) is not None
+    # A template that never writes a tool call's name does not render tool calls.
     tool_args = tuple(
         mode for mode in ("dict", "json")
-        if ok([m(0, "user"), m(1, "assistant", tool_calls=[tool_call(1, 0, mode == "json")])]) is not None
+        if "«/1n0»" in (ok([m(0, "user"), m(1, "assistant", tool_calls=[tool_call(1, 0, mode == "json")])]) or "")
     )
     tool_calls = bool(tool_args)
     call = m(1, "assistant", tool_calls=[tool_call(1, 0, tool_args[:1] == ("json",))])
     tools = ok([m(0, "user"), m(1, "assistant")], TOOLS) is not None
-    tool_role = tool_calls and ok([m(0, "user"), call, m(2, "tool", tool_call_id="call0"), m(3, "assistant")]) is not None
+    name = call["tool_calls"][0]["function"]["name"]  # a tool result carries the tool's name, as the proof draws it
+    tool_role = tool_calls and ok([m(0, "user"), call, m(2, "tool", tool_call_id="call0", name=name), m(3, "assistant")]) is not None
     reasoning = ok([m(0, "user"), m(1, "assistant", reasoning_content=wrap(1, "r"))]) is not None
     return Features(system, tools, tool_calls, tool_role, reasoning, string_content, block_content,
                     thinking, tools_required, tool_args or ("dict",), tuple(sorted(extra.items())))

@@ -105,14 +105,14 @@ class ProofReport:
 
 
 def check(original: Analysed, training: Analysed, case: Case, report: ProofReport | None = None,
-          memos: tuple[dict, dict] | None = None, tokens: TokenChecker | None = None) -> None:
+          memos: tuple[dict, dict] | None = None, tokens: TokenChecker | None = None, append: str = "") -> None:
     """Check every property on one conversation (:func:`tmplc.verification.check_case`), at token
-    level too when ``tokens`` is given.
+    level too when ``tokens`` is given; ``append`` is ``--append-stop``'s text.
 
     Raises:
         ProofFailure: the first property that fails, with the conversation.
     """
-    result = check_case(original.compiled, training.compiled, case, memos, tokens)
+    result = check_case(original.compiled, training.compiled, case, memos, tokens, append, original.policy)
     if result.render_diff is not None:
         raise ProofFailure(Failure(FailureKind.RENDER, result.render_diff.describe(), case))
     if report is not None and result.valid:
@@ -161,7 +161,7 @@ def limit_failure(exc: RenderLimit) -> Failure:
 
 
 def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int = 0,
-          timeout: float | None = None, tokens: TokenChecker | None = None) -> ProofReport:
+          timeout: float | None = None, tokens: TokenChecker | None = None, append: str = "") -> ProofReport:
     """Run the proof with ``examples`` hypothesis examples from ``seed`` (deterministic).
 
     Args:
@@ -172,6 +172,8 @@ def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int
         tokens: the token-level check (:class:`tmplc.tokens.TokenChecker`); conversations then
             also draw field bodies that start and end with multi-byte characters
             (:func:`tmplc.strategies.edge_texts`).
+        append: ``--append-stop``'s text: the rendering may differ by exactly that text after a
+            final assistant turn without a stop, and the masks cover it (TRL PR #6044).
 
     Returns:
         A :class:`ProofReport`; a failure holds the shrunk counterexample, or the conversation
@@ -194,7 +196,7 @@ def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int
     @given(cases(original.features, None if tokens is None else st.one_of(texts, edge_texts())))
     def run(case: Case):
         report.examples += 1
-        check(original, training, case, report, memos, tokens)
+        check(original, training, case, report, memos, tokens, append)
 
     try:
         with budget(timeout), _reproducible():

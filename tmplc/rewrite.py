@@ -14,9 +14,11 @@ from .analysed import Analysed
 from .conversations import Case
 from .edits import Editor, cleanup, stand_in
 from .locate import collect
+from .oracle import with_appended_stop
 from .plan import Planner, Region
 from .reasons import CannotAugment, Reason
 from .split import split_edits
+from .stops import move_markers
 from .syntax import Block, Node, Template, Text, parse
 from .trace import instrument
 from .verification import Renderings, check_renderings
@@ -25,9 +27,15 @@ HEADER_RE = re.compile(r"\A\{# tmplc [^\n]*#\}\n")
 MAX_SPLIT_ROUNDS = 8
 
 
-def header(name: str, examples: int, seed: int) -> str:
-    """The first line of a written training template: tmplc's version, the source, the proof."""
-    return f"{{# tmplc {__version__}: training template of {name}; proof: {examples} examples, seed {seed} #}}\n"
+def header(name: str, examples: int, seed: int, append: str = "", policy: str = "as-rendered") -> str:
+    """The first line of a written training template: tmplc's version, the source, the proof, a
+    declared rendering change (``--append-stop``: ``append`` after a final assistant turn) and a
+    masking policy other than the default (``--policy last-turn``)."""
+    change = (f"; rendering changed: appends {append!r} after a final assistant turn (--append-stop, TRL PR #6044)"
+              if append else "")
+    if policy != "as-rendered":
+        change += f"; masks: {policy} (only a final assistant turn)"
+    return f"{{# tmplc {__version__}: training template of {name}; proof: {examples} examples, seed {seed}{change} #}}\n"
 
 
 def strip_header(text: str) -> str:
@@ -35,12 +43,16 @@ def strip_header(text: str) -> str:
     return HEADER_RE.sub("", text, count=1)
 
 
-def rewrite(original: Analysed, cases: list[Case]) -> tuple[str, list[Region]]:
-    """The training template text (without header) and its regions.
+def rewrite(original: Analysed, cases: list[Case], move: bool = True, append: str = "") -> tuple[str, list[Region], bool]:
+    """The training template text (without header), its regions, and whether a next-message
+    marker was moved into an assistant turn's block.
 
     Args:
         original: the analysed original template.
         cases: probe conversations; the oracle of each is computed once (:meth:`Analysed.oracle`).
+        move: move a next message's opening marker into the previous assistant turn's block
+            (:func:`tmplc.stops.move_markers`) when the plan masks it where it is written.
+        append: ``--append-stop``'s text, written after a final assistant turn in that block.
 
     The planner writes one block per contiguous generated run (:meth:`Planner.window`); where
     that plan differs from the one-condition-per-run plan and fails :func:`holds_on_probes`, the
@@ -50,8 +62,28 @@ def rewrite(original: Analysed, cases: list[Case]) -> tuple[str, list[Region]]:
         CannotAugment: with a reason when no marker placement fits the oracle.
     """
     oracles = [(case, original.oracle(case)) for case in cases]
-    template: Template = original.template
-    inst = original.instrumented
+    template, inst, evidence, regions = _plan(original, oracles, original.template, original.instrumented)
+    moved = move_markers(template, inst, evidence, regions, append) if move else None
+    if moved is not None:
+        try:
+            tree = parse(moved)
+            if append:  # the moved template appends the stop: locate against that rendering
+                oracles = [(c, o if o is None or o.problems else with_appended_stop(o, c, append)) for c, o in oracles]
+            template, inst, evidence, regions = _plan(original, oracles, tree, instrument(tree, original.thinking))
+        except CannotAugment:
+            moved = None
+            oracles = [(case, original.oracle(case)) for case in cases]
+            template, inst, evidence, regions = _plan(original, oracles, original.template, original.instrumented)
+    text = cleanup(assemble(template, regions))
+    plain = Planner(template, inst, evidence, two_pass=False).plan()
+    if _shape(plain) != _shape(regions) and not holds_on_probes(original, text, cases, append):
+        regions, text = plain, cleanup(assemble(template, plain))
+    return text, regions, moved is not None
+
+
+def _plan(original: Analysed, oracles, template: Template, inst):
+    """Locate → split until no output node straddles the mask, then plan: (template, its
+    instrumented copy, the evidence, the regions)."""
     for _ in range(MAX_SPLIT_ROUNDS):
         evidence = collect(oracles, inst)
         edits = split_edits(template, inst, evidence)
@@ -62,11 +94,7 @@ def rewrite(original: Analysed, cases: list[Case]) -> tuple[str, list[Region]]:
         regions = Planner(template, inst, evidence).plan()
         if not regions:
             raise CannotAugment(Reason.NEVER_RENDERS_ASSISTANT, "no output node is ever generated text")
-        text = cleanup(assemble(template, regions))
-        plain = Planner(template, inst, evidence, two_pass=False).plan()
-        if _shape(plain) != _shape(regions) and not holds_on_probes(original, text, cases):
-            regions, text = plain, cleanup(assemble(template, plain))
-        return text, regions
+        return template, inst, evidence, regions
     raise CannotAugment(Reason.UNSPLITTABLE_OUTPUT, "splitting did not converge")
 
 
@@ -74,7 +102,7 @@ def _shape(regions: list[Region]) -> list[tuple]:
     return [(r.start, r.end, r.condition, r.roles is not None) for r in regions]
 
 
-def holds_on_probes(original: Analysed, text: str, cases: list[Case]) -> bool:
+def holds_on_probes(original: Analysed, text: str, cases: list[Case], append: str = "") -> bool:
     """The training template ``text`` passes every check of the proof on ``cases`` (the probes):
     unchanged renderings, masks equal to the oracle's, no touching blocks. A two-pass region
     rewrites the order in which a block's parts are evaluated, so it is kept only when this holds
@@ -86,7 +114,8 @@ def holds_on_probes(original: Analysed, text: str, cases: list[Case]) -> bool:
     for case in cases:
         if original.oracle(case) is None:
             continue
-        result = check_renderings(Renderings(original.compiled, case), Renderings(training, case))
+        result = check_renderings(Renderings(original.compiled, case, policy=original.policy),
+                                  Renderings(training, case, policy=original.policy), append=append)
         if not result.ok:
             return False
     return True

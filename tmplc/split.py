@@ -8,7 +8,8 @@ emission. Four strategies, each leaving the rendering unchanged:
 * a string literal ``{{ '<|assistant|>\\n' }}`` is cut into two literals at the boundary;
 * a text run gets a split placeholder at the boundary;
 * any other value ``{{ X }}`` becomes ``{{ X[:K] }}{{ X[K:] }}`` with ``K`` found at run time
-  from a fixed anchor text (:func:`runtime_split`).
+  from a fixed anchor text (:func:`runtime_split`), or as the length of the common prefix of
+  ``X`` and the generation prompt's tail, chosen by a traced condition (:func:`prompt_split`).
 
 Offsets are characters of the template source or of an emission, as each function says.
 """
@@ -21,7 +22,7 @@ from .edits import JOIN_OPEN, SPLIT_MARK
 from .locate import STRADDLE, Evidence, Labelled
 from .reasons import CannotAugment, Reason
 from .syntax import Output, Template, Text
-from .trace import Instrumented
+from .trace import Instrumented, Site
 
 
 _LOW = {"if", "else", "and", "or", "not", "in", "is"}
@@ -98,7 +99,7 @@ def split_edits(template: Template, inst: Instrumented, evidence: Evidence) -> l
         node = site.node
         cuts = sorted({c for it in straddles for c in it.cuts})
         if isinstance(node, Output):
-            edits += _split_output(template, node, straddles, cuts, evidence)
+            edits += _split_output(template, site, straddles, cuts, evidence)
         elif isinstance(node, Text):
             edits += _split_text(template.source, node, evidence.emitted(straddles[0]), cuts)
         else:
@@ -107,10 +108,12 @@ def split_edits(template: Template, inst: Instrumented, evidence: Evidence) -> l
     return edits
 
 
-def _split_output(template: Template, node: Output, straddles: list[Labelled], cuts: list[int],
+def _split_output(template: Template, site: Site, straddles: list[Labelled], cuts: list[int],
                   evidence: Evidence) -> list[Edit]:
     """A ``{{ }}`` node: at its top-level ``+``/``~``, inside its string literal, or at run time."""
     source = template.source
+    node = site.node
+    assert isinstance(node, Output)
     terms = concat_terms(node)
     if terms:
         return _split_concatenation(source, node, terms)
@@ -125,7 +128,8 @@ def _split_output(template: Template, node: Output, straddles: list[Labelled], c
             rest, consumed = parts[1], c
         pieces.append(rest)
         return [(sig[0].start, sig[0].end, " }}{{ ".join(pieces))]
-    edit = runtime_split(node, source, straddles, evidence.emitted)
+    edit = runtime_split(node, source, straddles, evidence.emitted) or prompt_split(node, source, site, straddles,
+                                                                                   evidence.emitted)
     if edit is None:
         raise CannotAugment(
             Reason.UNSPLITTABLE_OUTPUT,
@@ -219,3 +223,49 @@ def runtime_split(node: Output, source: str, straddles: list[Labelled], emitted)
             replacement = f"{node.open} {x}[:{k}] }}}}{{{{ {x}[{k}:] {node.close}"
             return node.start, node.end, replacement
     return None
+
+
+def _lcp_code(x: str, prompt: str) -> str:
+    """Jinja: the length of the common prefix of the value ``x`` (code) and the literal ``prompt``."""
+    code = "0"
+    for n in range(1, len(prompt) + 1):
+        code = f"({n} if {x}.startswith({json.dumps(prompt[:n], ensure_ascii=False)}) else {code})"
+    return code
+
+
+def _prompt_of(items: list[tuple[str, int]]) -> str | None:
+    """The text whose common prefix with each emission ``t`` is its cut ``c``: the longest
+    ``t[:c]``, when every other one agrees with it; None when there is none."""
+    prompt = max((t[:c] for t, c in items), key=len)
+    ok = all(len(_common_prefix([t, prompt])) == c for t, c in items) if prompt else False
+    return prompt if ok else None
+
+
+def prompt_split(node: Output, source: str, site, straddles: list[Labelled], emitted) -> tuple[int, int, str] | None:
+    """Split ``{{ X }}`` into ``{{ X[:K] }}{{ X[K:] }}`` where ``K`` is the length of the common
+    prefix of ``X`` and the part of the generation prompt it overlaps: the oracle counts as
+    prompt the part of the generation prompt that the rendering shares (docs/oracle.md), so a
+    value that starts with reasoning markup (Nemotron 3's ``<think></think>`` + content, against
+    the prompt's ``<think>\\n`` or ``<think></think>``) is cut there. The prompt's text is read from
+    the traced cuts; where it depends on a template switch, a traced global atom chooses
+    (``enable_thinking``). ``X[:K] ~ X[K:] == X`` for every ``K``: rendering never changes.
+    """
+    items = [(emitted(it), it.cuts[0]) for it in straddles if len(it.cuts) == 1]
+    if len(items) != len(straddles):
+        return None
+    x = f"({node.code(source).strip()})"
+    prompt = _prompt_of(items)
+    if prompt is not None:
+        k = _lcp_code(x, prompt)
+    else:
+        k = None
+        for atom in [a for a in site.atoms if a.scope == -1]:
+            on = [(emitted(it), it.cuts[0]) for it in straddles if it.emission.atoms.get(atom)]
+            off = [(emitted(it), it.cuts[0]) for it in straddles if not it.emission.atoms.get(atom)]
+            p_on, p_off = (_prompt_of(on) if on else ""), (_prompt_of(off) if off else "")
+            if on and off and p_on is not None and p_off is not None:
+                k = f"({_lcp_code(x, p_on)} if ({atom.text}) else {_lcp_code(x, p_off)})"
+                break
+        if k is None:
+            return None
+    return node.start, node.end, f"{node.open} {x}[:{k}] }}}}{{{{ {x}[{k}:] {node.close}"

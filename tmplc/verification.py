@@ -23,7 +23,8 @@ from enum import Enum
 from typing import Any, Callable
 
 from .conversations import Case, Span
-from .oracle import Oracle, Problem, expected_masks
+from .conversations import field_spans
+from .oracle import Oracle, Problem, appended, expected_masks, with_appended_stop
 from .render import merge_spans
 from .tokens import TokenChecker, TokenReport
 from .trace import Instrumented, TraceError, read_trace
@@ -87,9 +88,10 @@ class Renderings:
             the prefix's messages, tools, kwargs and flag.
     """
 
-    def __init__(self, template: Any, case: Case, memo: dict | None = None):
+    def __init__(self, template: Any, case: Case, memo: dict | None = None, policy: str = "as-rendered"):
         self.template = template
         self.case = case
+        self.policy = policy  # the masking policy of the oracle (tmplc.oracle.POLICIES)
         self._cache: dict[tuple[int, bool], Outcome] = {}
         self._memo = memo
         self._keys: list[str] = []
@@ -122,12 +124,16 @@ class Renderings:
         return self.get(len(self.case.messages), self.case.full_agp)
 
     def text(self, messages: list[dict], agp: bool) -> str:
-        """Text of a prefix, for :func:`tmplc.oracle.expected_masks`.
+        """Text of a prefix (memoised) or of another message list, for :func:`tmplc.oracle.expected_masks`.
 
         Raises:
             TemplateRaised: the template raised on that prefix.
         """
-        out = self.get(len(messages), agp)
+        k = len(messages)
+        if messages != self.case.messages[:k]:  # not a prefix (the oracle's probe after a final turn)
+            out = outcome(self.template, self.case, messages, agp)
+        else:
+            out = self.get(k, agp)
         if isinstance(out, Raised):
             raise TemplateRaised(str(out))
         return out.text
@@ -135,7 +141,7 @@ class Renderings:
     def oracle(self) -> Oracle | None:
         """The oracle's expected masks, or None when the template raises on a prefix it needs."""
         try:
-            return expected_masks(self.text, self.case)
+            return expected_masks(self.text, self.case, self.policy)
         except TemplateRaised:
             return None
 
@@ -171,12 +177,15 @@ def _same(a: Outcome, b: Outcome) -> bool:
     return a == b
 
 
-def same_rendering(a: Renderings, b: Renderings, prefixes: bool = True) -> RenderDiff | None:
+def same_rendering(a: Renderings, b: Renderings, prefixes: bool = True, append: str = "") -> RenderDiff | None:
     """Compare two templates on one conversation (``a`` and ``b`` render the same case).
 
     Args:
         prefixes: compare every prefix ``messages[:k]``, each with and without the generation
             prompt (the proof); False: the full conversation with its own flag only.
+        append: ``--append-stop``'s text: where ``messages[:k]`` ends with an assistant message
+            and there is no generation prompt, ``b`` must render ``a``'s text with ``append``
+            inserted once after the last message's fields (TRL PR #6044), else identical.
 
     Returns:
         None when every rendering is identical text or the same raised error; else the first
@@ -184,8 +193,14 @@ def same_rendering(a: Renderings, b: Renderings, prefixes: bool = True) -> Rende
     """
     n = len(a.case.messages)
     keys = [(k, agp) for k in range(1, n + 1) for agp in (False, True)] if prefixes else [(n, a.case.full_agp)]
+    msgs = a.case.messages
     for k, agp in keys:
         x, y = a.get(k, agp), b.get(k, agp)
+        if append and not agp and msgs[k - 1].get("role") == "assistant" and isinstance(x, Rendered) \
+                and isinstance(y, Rendered):
+            fields = field_spans(x.text).get(k - 1, [])
+            if appended(x.text, y.text, append, max((e for _, e in fields), default=0)):
+                continue
         if not _same(x, y):
             return RenderDiff(k, agp, x, y)
     return None
@@ -365,7 +380,7 @@ class CaseCheck:
 
 
 def check_case(original: Any, training: Any, case: Case, memos: tuple[dict, dict] | None = None,
-               tokens: TokenChecker | None = None) -> CaseCheck:
+               tokens: TokenChecker | None = None, append: str = "", policy: str = "as-rendered") -> CaseCheck:
     """Check one conversation: unchanged rendering, then masks against the oracle.
 
     Args:
@@ -374,22 +389,26 @@ def check_case(original: Any, training: Any, case: Case, memos: tuple[dict, dict
         memos: render memos of the two templates shared across conversations (see :class:`Renderings`).
         tokens: the token-level check (:class:`tmplc.tokens.TokenChecker`), run once the
             characters are right.
+        append: ``--append-stop``'s text (see :func:`same_rendering`); the expected masks then
+            cover it after a final turn without a stop (:func:`tmplc.oracle.with_appended_stop`).
+        policy: the oracle's masking policy (:func:`tmplc.oracle.expected_masks`).
 
     Returns:
         :class:`CaseCheck`; the first failing property stops the check.
     """
     a, b = memos or (None, None)
-    return check_renderings(Renderings(original, case, a), Renderings(training, case, b), tokens=tokens)
+    return check_renderings(Renderings(original, case, a, policy), Renderings(training, case, b, policy),
+                            tokens=tokens, append=append)
 
 
 def check_renderings(orig: Renderings, train: Renderings, owner: Callable[[str], dict[int, int]] | None = None,
-                     tokens: TokenChecker | None = None) -> CaseCheck:
+                     tokens: TokenChecker | None = None, append: str = "") -> CaseCheck:
     """:func:`check_case` on renderings of one conversation; pass the same :class:`Renderings`
     twice to check a marked template's masks only (lint). ``owner`` maps the full rendering's
     characters to template nodes (:func:`owners`) for the defects."""
     result = CaseCheck()
     if train is not orig:
-        result.render_diff = same_rendering(orig, train)
+        result.render_diff = same_rendering(orig, train, append=append)
         if result.render_diff is not None:
             return result
     full = train.full()
@@ -400,6 +419,8 @@ def check_renderings(orig: Renderings, train: Renderings, owner: Callable[[str],
     result.oracle = orig.oracle()
     if result.oracle is None:
         return result
+    if append and not result.oracle.problems:
+        result.oracle = with_appended_stop(result.oracle, orig.case, append)
     if result.oracle.problems:
         result.problem = result.oracle.problems[0]
         return result
