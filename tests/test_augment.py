@@ -1,11 +1,11 @@
 """augment proves and writes the issue's target templates; the result re-verifies."""
 
 import pytest
-
 from conftest import CORPUS, PROOF_EXAMPLES, read
+
 from tmplc import augment, verify
-from tmplc.rewrite import strip_header
 from tmplc.render import render
+from tmplc.rewrite import strip_header
 
 TARGETS = [
     "trl__qwen2_5", "trl__qwen2_5_vl", "trl__qwen3_vl", "trl__qwen3_instruct_2507", "trl__lfm2",

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import CORPUS, REPO
+
 from tmplc.cli import main
 
 

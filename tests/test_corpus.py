@@ -2,8 +2,8 @@
 
 
 import pytest
-
 from conftest import CORPUS, REPO, extra_corpus_files
+
 from tmplc import corpus
 from tmplc.reasons import REASONS, Reason
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import qwen2_5_masking_the_cue
-from conftest import REPO
+from conftest import REPO, qwen2_5_masking_the_cue
 from real_tokenizers import tokenizer_dir
 
 from tmplc.cli import main

@@ -8,8 +8,7 @@ import tempfile
 
 import pytest
 from click.testing import CliRunner
-from conftest import qwen2_5_masking_the_cue
-from conftest import REPO
+from conftest import REPO, qwen2_5_masking_the_cue
 
 from tmplc.cli import main
 from tmplc.show import load_conversations, mask_view, sample_case, show, to_html

@@ -7,9 +7,9 @@ checks the rendering is byte-identical and where each masked turn ends.
 import re
 
 import pytest
-
 from conftest import CORPUS, PROOF_EXAMPLES, REPO, read
 from test_trl_compare import compare
+
 from tmplc import augment
 from tmplc.conversations import TOOLS, Case, base_kwargs, tool_call, wrap
 from tmplc.render import render

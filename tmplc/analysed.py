@@ -7,9 +7,9 @@ computed on first use (lint of a template without markers never builds the lossl
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Iterator
 
 import jinja2
 from jinja2 import meta, nodes

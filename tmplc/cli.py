@@ -99,6 +99,10 @@ def _read_all(paths) -> list[tuple[Source, Analysed | str]]:
     return out
 
 
+def _examples(result) -> int:
+    return result.report.examples if result.report else 0
+
+
 def _record(src: Source, result) -> dict:
     failed = result.status == "unsupported"
     return {"path": src.label, "status": result.status, "reason": result.reason if failed else None,
@@ -154,7 +158,7 @@ def augment(paths, out, examples, seed, timeout, check, as_json, tokenizer_path,
         if not as_json:
             what = ("markers verified" if result.status == "verified" else
                     "proved (not written: --check)" if check else "proved")
-            click.echo(one_line(f"{src.label}: {what}; {result.report.examples} examples, seed {seed}"
+            click.echo(one_line(f"{src.label}: {what}; {_examples(result)} examples, seed {seed}"
                                 + (_token_summary(result.report) if tokenizer is not None else "")))
             for note in result.notes:
                 click.echo(one_line(f"{src.label}: {note}"))

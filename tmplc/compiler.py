@@ -84,7 +84,7 @@ class _Clock:
         self._stage = ""
         self._t0 = 0.0
 
-    def __call__(self, stage: str) -> "_Clock":
+    def __call__(self, stage: str) -> _Clock:
         self._stage = stage
         return self
 
@@ -174,7 +174,7 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
     result = _rounds(original, name, examples, seed, clock, True, append, tokens)
     if isinstance(result, tuple):  # a moved marker did not pass: the plan as is
         result = _rounds(original, name, examples, seed, clock, False, append, tokens)
-    return result  # type: ignore[return-value]
+    return result
 
 
 def _rounds(original: Analysed, name: str, examples: int, seed: int, clock: _Clock, move: bool, append: str = "",

@@ -21,8 +21,8 @@ text before the next message (GLM's stop token lives in the next message) is rep
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .conversations import Case, Span, field_spans, wrap
 from .reasons import Reason
@@ -279,6 +279,7 @@ def turn_start(render: Render, msgs: list[dict], i: int, R: str, fR: dict[int, l
     if j < 0:
         return Problem(Reason.UNTRACEABLE_TURN, f"no message before assistant message {i} renders a field", i)
     fe_prev, fe_prev_B = _field_end(fR, j), _field_end(fB, j)
+    assert fe_prev is not None and fe_prev_B is not None  # the loop above stops only there
     e_prev = fe_prev + cut_lcp(B[fe_prev_B:], R[fe_prev:])
     G = P[cut_lcp(B, P):]
     start = e_prev + cut_lcp(G, R[e_prev:])

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import platformdirs
-from hypothesis import HealthCheck, given, seed as hseed, settings
-from hypothesis.configuration import set_hypothesis_home_dir
+from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as hseed
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.errors import HypothesisException
 
 from .analysed import Analysed
@@ -33,7 +34,6 @@ from .render import RenderLimit, budget
 from .strategies import cases, edge_texts, texts
 from .tokens import TokenChecker, TokenReport
 from .verification import check_case
-
 
 if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
     # hypothesis caches its unicode tables under ``./.hypothesis``: keep the current directory

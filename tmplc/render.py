@@ -23,7 +23,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -234,12 +234,12 @@ def budget(seconds: float | None, max_chars: int = MAX_RENDER_CHARS) -> Iterator
         b.seconds, b.deadline = min(b.seconds, outer.seconds), min(b.deadline, outer.deadline)
         b.max_chars = min(b.max_chars, outer.max_chars)
     token = _BUDGET.set(b)
-    alarm = bool(seconds) and outer is None and hasattr(signal, "setitimer") \
+    alarm = seconds is not None and seconds > 0 and outer is None and hasattr(signal, "setitimer") \
         and threading.current_thread() is threading.main_thread() \
         and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
     if alarm:
         previous = signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        signal.setitimer(signal.ITIMER_REAL, seconds)  # type: ignore[arg-type]  # alarm implies seconds
     try:
         yield b
     finally:
@@ -324,7 +324,7 @@ def compile_template(source: str, trace: bool = False) -> jinja2.Template:
     return environment(trace).from_string(source)
 
 
-def merge_spans(spans: tuple[Span, ...] | list[Span]) -> list[Span]:
+def merge_spans(spans: Sequence[Span]) -> list[Span]:
     """Union of generation spans as sorted disjoint ``[start, end)`` runs (characters; touching
     spans merged, empty ones dropped)."""
     out: list[list[int]] = []
@@ -468,7 +468,7 @@ def _generate_within(b: Budget, stream: Iterator[str], blocks: list[str], call: 
                 b.check()
     finally:
         b.rendering = False
-        stream.close()
+        stream.close()  # type: ignore[attr-defined]  # jinja2's generate() returns a generator
 
 
 GENERATION_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")

@@ -24,7 +24,6 @@ from .reasons import CannotAugment, Reason
 from .syntax import Output, Template, Text
 from .trace import Instrumented, Site
 
-
 _LOW = {"if", "else", "and", "or", "not", "in", "is"}
 _LOWOPS = {"==", "!=", "<", ">", "<=", ">=", "-", "*", "/", "//", "%", "**", ","}
 

@@ -75,7 +75,7 @@ def for_next(tokens, var: str, local: set[str]) -> str:
             out.append("loop.nextitem")
         elif t.text == "loop":
             dot, attr = (toks[sig[pos + 1]], toks[sig[pos + 2]]) if pos + 2 < len(sig) else (None, None)
-            if dot is None or dot.text != "." or not (attr.text == "previtem" or attr.text in _NEXT_LOOP):
+            if dot is None or attr is None or dot.text != "." or not (attr.text == "previtem" or attr.text in _NEXT_LOOP):
                 raise _Unreadable(f"loop.{attr.text if attr else ''}")
             out.append(var if attr.text == "previtem" else _NEXT_LOOP[attr.text])
             k = sig[pos + 2]

@@ -137,7 +137,7 @@ def load_tokenizer(path: str | Path):
         hf_logging.set_verbosity_error()
         try:
             if single is not None:
-                tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(single))
+                tok: Any = transformers.PreTrainedTokenizerFast(tokenizer_file=str(single))
             else:
                 tok = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         finally:

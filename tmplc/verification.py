@@ -18,12 +18,12 @@ Offsets are characters of the rendered text.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
-from .conversations import Case, Span
-from .conversations import field_spans
+from .conversations import Case, Span, field_spans
 from .oracle import Oracle, Problem, appended, expected_masks, with_appended_stop
 from .render import merge_spans
 from .tokens import TokenChecker, TokenReport
@@ -455,5 +455,6 @@ def prefix_break(r: Renderings) -> int | None:
 
 __all__ = [
     "CaseCheck", "DefectKind", "MaskDefect", "Raised", "RenderDiff", "Rendered", "Renderings", "TemplateRaised",
-    "check_case", "check_renderings", "mask_diff", "prefix_break", "mask_of", "mark_spans", "merge_spans", "outcome", "owners", "runs", "same_rendering", "touching",
+    "check_case", "check_renderings", "mask_diff", "prefix_break", "mask_of", "mark_spans", "merge_spans", "outcome",
+    "owners", "runs", "same_rendering", "touching",
 ]

@@ -9,7 +9,6 @@ import pytest
 
 from tmplc.conversations import Case, base_kwargs, wrap
 from tmplc.oracle import cut_lcp, expected_masks, lcp
-from tmplc.reasons import Reason
 from tmplc.render import render
 
 LCP = [

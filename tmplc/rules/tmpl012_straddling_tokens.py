@@ -1,3 +1,5 @@
+from typing import Any
+
 from ..render import has_markers
 from .base import Bad, Context, Good, Rule
 
@@ -54,7 +56,7 @@ class StraddlingTokens(Rule):
         from .spans import lined_renders
         from .tmpl011_touching_generation_blocks import _line_offset
 
-        tok = ctx.tokenizer
+        tok: Any = ctx.tokenizer
         seen: set[tuple[int, str]] = set()
         for r in lined_renders(ctx.analysed, [plain(c, FILL) for c in ctx.analysed.probes_and_prefixes]):
             enc = tok(r.text, add_special_tokens=False, return_offsets_mapping=True)
