@@ -100,7 +100,7 @@ def test_no_corpus_training_template_has_touching_blocks():
         original = Analysed(read(path), path.name)
         try:
             original.compiled  # noqa: B018
-            text, _ = rewrite(original, list(original.probes_and_prefixes))
+            text, _, _ = rewrite(original, list(original.probes_and_prefixes))
         except (CannotAugment, InputError):  # unsupported or malformed: counted by the corpus test
             continue
         training = compiled(text)
@@ -114,7 +114,13 @@ def test_no_corpus_training_template_has_touching_blocks():
                 bad.append(path.name)
                 break
     assert checked >= 90, checked
-    assert bad == []
+    # The end of their turn is written from two places no single block covers (Apertus: the next
+    # message's iteration writes <|assistant_end|>; Apriel 1.6: content and tool calls); the proof
+    # refuses them (tests/test_corpus.py::test_blocks_that_would_lose_tokens_are_refused).
+    assert sorted(bad) == [
+        "llamacpp__Apertus-8B-Instruct.jinja", "llamacpp__Apertus-8B-Instruct__first-34fcc5a4ac.jinja",
+        "llamacpp__Apriel-1.6-15b-Thinker-fixed.jinja", "llamacpp__Apriel-1.6-15b-Thinker-fixed__first-566059a26b.jinja",
+    ]
 
 
 SHARED_CUE = """{%- for m in messages %}
