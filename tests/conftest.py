@@ -39,6 +39,10 @@ def corpus_files() -> list[Path]:
     return files + extra_corpus_files()
 
 
+# A template that raises on every conversation: tmplc cannot prove it (exit 1, raises-on-every-probe).
+UNPROVABLE = "{{ raise_exception('this template refuses every conversation') }}"
+
+
 def qwen2_5_masking_the_cue() -> str:
     """tmplc's qwen2_5 golden rebuilt with TRL's defect: the cue's newline inside the generation
     block (same rendering, the mask covers the '\\n' of '<|im_start|>assistant\\n')."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, qwen2_5_masking_the_cue
+from conftest import REPO, UNPROVABLE, qwen2_5_masking_the_cue
 from real_tokenizers import tokenizer_dir
 
 from tmplc.cli import main
@@ -16,7 +16,6 @@ from tmplc.render import render
 
 QWEN3_VL = REPO / "templates" / "qwen3_vl.jinja"
 EXAMPLES = "20"
-UNPROVABLE = "{{ raise_exception('this template refuses every conversation') }}"
 
 
 def run(*args):

@@ -8,15 +8,13 @@ import tempfile
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, qwen2_5_masking_the_cue
+from conftest import REPO, UNPROVABLE, qwen2_5_masking_the_cue
 
 from tmplc.cli import main
 from tmplc.show import load_conversations, mask_view, sample_case, show, to_html
 
 QWEN3_VL = REPO / "templates" / "qwen3_vl.jinja"
 EXAMPLES = "20"
-# A template that raises on every conversation: tmplc cannot prove it.
-UNPROVABLE = "{{ raise_exception('this template refuses every conversation') }}"
 
 
 def run(*args):
