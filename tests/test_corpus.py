@@ -34,7 +34,9 @@ def test_shared_corpus_templates_not_vendored():
     """Templates added to ../shared/corpus after the vendored copy was made get an outcome too
     (nothing to run in a clone without it)."""
     extra = extra_corpus_files()
-    check_outcomes(corpus.run(extra, examples=EXAMPLES, seed=0, jobs=None) if extra else [])
+    if not extra:
+        pytest.skip("no template in ../shared/corpus beyond the vendored ones (or no ../shared)")
+    check_outcomes(corpus.run(extra, examples=EXAMPLES, seed=0, jobs=None))
 
 
 def test_vendored_corpus_matches_its_manifest():
