@@ -25,17 +25,19 @@ from typing import Any
 
 from .conversations import Case, Span, field_spans
 from .oracle import Oracle, Problem, appended, expected_masks, with_appended_stop
-from .render import merge_spans
+from .render import merge_spans, render_lined
 from .tokens import TokenChecker, TokenReport
 from .trace import Instrumented, TraceError, read_trace
 
 
 @dataclass(frozen=True)
 class Rendered:
-    """A rendering: ``text`` and the ``{% generation %}`` spans in the order they were rendered."""
+    """A rendering: ``text``, the ``{% generation %}`` spans in the order they were rendered, and
+    the source line of each span's tag (for lint rules that point at a block)."""
 
     text: str
     spans: tuple[Span, ...] = ()
+    lines: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,10 +70,11 @@ def outcome(template: Any, case: Case, messages: list[dict] | None = None, agp: 
         :class:`Rendered` or :class:`Raised`; never raises for a template error.
     """
     try:
-        text, spans = case.render(template, messages, agp)
+        text, spans, lines = render_lined(template, case.messages if messages is None else messages, case.tools,
+                                          add_generation_prompt=case.full_agp if agp is None else agp, **case.kwargs)
     except Exception as exc:  # noqa: BLE001 - one exception policy: a template error is an outcome
         return Raised(type(exc).__name__, str(exc))
-    return Rendered(text, tuple(spans))
+    return Rendered(text, tuple(spans), tuple(lines))
 
 
 class Renderings:

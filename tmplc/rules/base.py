@@ -19,7 +19,6 @@ from ..conversations import Case
 from ..errors import InputError
 from ..syntax import LineIndex, Template
 from .masks import MaskAnalysis, analyse
-from .spans import lined_renders
 
 SECTIONS = ("What it does", "Why it matters", "Example", "Use instead", "Fix safety")
 
@@ -128,11 +127,6 @@ class Context:
     def probes(self) -> list[Case]:
         """The probe conversations this template accepts (computed once per file)."""
         return self.analysed.probes
-
-    @cached_property
-    def lined_renders(self):
-        """The probes rendered with each generation span's tag line (token rules)."""
-        return lined_renders(self.analysed)
 
     @cached_property
     def masks(self) -> MaskAnalysis:

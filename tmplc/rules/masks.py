@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ..analysed import Analysed
 from ..conversations import Case
-from ..verification import MaskDefect, Renderings, check_renderings, owners, prefix_break
+from ..verification import MaskDefect, Rendered, Renderings, check_renderings, owners, prefix_break
 
 
 @dataclass(frozen=True)
@@ -27,10 +27,12 @@ class MaskAnalysis:
     found: list[Found] = field(default_factory=list)
     prefix_breaks: list[tuple[int, Case]] = field(default_factory=list)  # (message index, probe)
     checked_turns: int = 0
+    renders: list[tuple[Case, Rendered]] = field(default_factory=list)  # every probe the template renders
 
 
 def analyse(analysed: Analysed) -> MaskAnalysis:
-    """Render the probes with prefixes; collect mask defects and prefix-preservation breaks.
+    """Render the probes with prefixes; collect their renderings, mask defects and
+    prefix-preservation breaks.
 
     Args:
         analysed: a template that parses (its CST exists).
@@ -44,6 +46,8 @@ def analyse(analysed: Analysed) -> MaskAnalysis:
         r = Renderings(analysed.compiled, case)
         owner = (lambda text, case=case: owners(inst, case, text)) if inst is not None else None
         result = check_renderings(r, r, owner)
+        if result.rendered is not None:
+            out.renders.append((case, result.rendered))
         if result.oracle is None:
             continue
         if len(case.messages) >= 2 and not case.add_generation_prompt:

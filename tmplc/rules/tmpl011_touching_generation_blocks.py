@@ -49,10 +49,10 @@ class TouchingGenerationBlocks(Rule):
         if not ctx.analysed.has_markers:
             return
         seen: set[int] = set()
-        for r in ctx.lined_renders:
-            starts = {a: line for a, b, line in r.spans if b > a}
-            ends = {b: line for a, b, line in r.spans if b > a}
-            for d in touching(r.text, [(a, b) for a, b, _ in r.spans]):
+        for case, r in ctx.masks.renders:
+            starts = {a: line for (a, b), line in zip(r.spans, r.lines) if b > a}
+            ends = {b: line for (a, b), line in zip(r.spans, r.lines) if b > a}
+            for d in touching(r.text, r.spans):
                 junction = d.span[0] + 1
                 line, line_a = starts[junction], ends[junction]
                 if line in seen:
@@ -62,7 +62,7 @@ class TouchingGenerationBlocks(Rule):
                               f"this generation block starts where the block of line {line_a} ends, after "
                               f"{r.text[max(0, junction - 8):junction]!r}: a span ending inside a multi-byte character "
                               f"loses the rest of its tokens; make contiguous generated text one block "
-                              f"(probe with {len(r.case.messages)} messages)")
+                              f"(probe with {len(case.messages)} messages)")
 
 
 def _line_offset(source: str, line: int) -> int:

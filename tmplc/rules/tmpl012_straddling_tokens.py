@@ -1,6 +1,6 @@
 from typing import Any
 
-from ..render import has_markers
+from ..verification import Raised, Renderings
 from .base import Bad, Context, Good, Rule
 
 # Content that starts with newlines: after a cue ending in "\n" (ChatML, Qwen) byte-level BPE
@@ -50,23 +50,25 @@ class StraddlingTokens(Rule):
     ]
 
     def check(self, ctx: Context):
-        if ctx.tokenizer is None or not has_markers(ctx.source):
+        if ctx.tokenizer is None or not ctx.analysed.has_markers:
             return
         from ..tokens import STRADDLING, classify_tokens, plain
-        from .spans import lined_renders
         from .tmpl011_touching_generation_blocks import _line_offset
 
         tok: Any = ctx.tokenizer
         seen: set[tuple[int, str]] = set()
-        for r in lined_renders(ctx.analysed, [plain(c, FILL) for c in ctx.analysed.probes_and_prefixes]):
+        for case in (plain(c, FILL) for c in ctx.analysed.probes_and_prefixes):
+            r = Renderings(ctx.analysed.compiled, case).full()
+            if isinstance(r, Raised):  # the template refuses this conversation
+                continue
             enc = tok(r.text, add_special_tokens=False, return_offsets_mapping=True)
             offsets = [tuple(o) for o in enc["offset_mapping"]]
-            states = classify_tokens(offsets, [(a, b) for a, b, _ in r.spans])
+            states = classify_tokens(offsets, r.spans)
             for t, state in enumerate(states):
                 if state != STRADDLING:
                     continue
                 a, b = offsets[t]
-                for start, end, line in r.spans:
+                for (start, end), line in zip(r.spans, r.lines):
                     for edge, which in ((start, "start"), (end, "end")):
                         if a < edge < b and (line, which) not in seen:
                             seen.add((line, which))
@@ -74,4 +76,4 @@ class StraddlingTokens(Rule):
                             yield self.at(ctx, _line_offset(ctx.source, line),
                                           f"token {piece!r} ({r.text[a:b]!r}) straddles the {which} of this generation "
                                           f"span ({edge - a} of its {b - a} characters before the edge); it is masked "
-                                          f"whole (probe with {len(r.case.messages)} messages)")
+                                          f"whole (probe with {len(case.messages)} messages)")
