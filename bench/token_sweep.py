@@ -7,8 +7,10 @@ For each ``*.jinja`` original of DIR (default: the vendored corpus) it runs
 ``tmplc.augment(text, examples=N, tokenizer=qwen3)``: the proof then checks, on conversations
 whose fields start and end with multi-byte characters (and their plain form, without sentinels),
 that no token inside a generation span is left out of transformers' mask and none outside is in
-it. Prints one line per template and the counts; a template whose only failure is at token level
-shows ``[tokens]``.
+it. A template that writes nothing after a final assistant turn leaves out the last character's
+other byte tokens (``TokenReport.open_end``, a warning): such templates are proved again with
+``append_stop=True`` (``--append-stop``), which must bring that count to 0. Prints one line per
+template and the counts; a template whose only failure is at token level shows ``[tokens]``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def main(argv=None) -> int:
         return 2
     tok = load_tokenizer(folder)
     counts = {"proved": 0, "token-failures": 0, "unsupported": 0}
-    renderings = straddling = 0
+    renderings = straddling = open_end = 0
     for path in sorted(Path(args.directory).glob("*.jinja")):
         text = path.read_text(encoding="utf-8")
         if path.stem.endswith("_training") or has_markers(text):
@@ -51,6 +53,11 @@ def main(argv=None) -> int:
             renderings += result.report.token_renderings
             straddling += result.report.straddling
             line = f"proved; {result.report.token_renderings} renderings tokenized, 0 lost, 0 added"
+            if result.report.open_end:
+                open_end += result.report.open_end
+                again = augment(text, path.name, examples=args.examples, tokenizer=tok, append_stop=True)
+                line += (f"; warning: {result.report.open_end} tokens of an unterminated final turn's last "
+                         f"character; with --append-stop: {'0' if again.ok and not again.report.open_end else getattr(again, 'message', 'not proved')[:120]}")
         elif failure is not None and failure.kind is FailureKind.TOKENS:
             counts["token-failures"] += 1
             line = f"[tokens] {result.message}"
@@ -60,7 +67,7 @@ def main(argv=None) -> int:
         print(f"{path.name}: {line}", flush=True)
     print(f"originals proved at token level: {counts['proved']}; token failures: {counts['token-failures']}; "
           f"unsupported for other reasons: {counts['unsupported']}; renderings tokenized: {renderings}; "
-          f"straddling tokens (warnings): {straddling}")
+          f"straddling tokens (warnings): {straddling}; unterminated final-turn tokens (warnings): {open_end}")
     return 0
 
 

@@ -4,6 +4,7 @@ Every test renders real conversations with the original and with tmplc's written
 checks the rendering is byte-identical and where each masked turn ends.
 """
 
+import json
 import re
 
 import pytest
@@ -236,3 +237,32 @@ def test_policy_last_turn_masks_only_a_final_assistant_turn(name):
     # A conversation that ends with a user message trains nothing.
     _, none = render(result.text, msgs[:3], None, add_generation_prompt=True, **base_kwargs())
     assert not merge_spans(none)
+
+
+def _touching(spans):
+    """Pairs of generation spans (in render order, unmerged) where one ends where the next starts."""
+    ordered = sorted(s for s in spans if s[1] > s[0])
+    return [(a, b) for a, b in zip(ordered, ordered[1:]) if a[1] == b[0]]
+
+
+@pytest.mark.parametrize("name, stop", [("llamacpp__Apertus-8B-Instruct", "<|assistant_end|>"),
+                                        ("llamacpp__Apertus-8B-Instruct__first-34fcc5a4ac", "<|assistant_end|>"),
+                                        ("llamacpp__Apriel-1.6-15b-Thinker-fixed", "\n<|end|>"),
+                                        ("llamacpp__Apriel-1.6-15b-Thinker-fixed__first-566059a26b", "\n<|end|>")])
+def test_turn_written_from_two_places_is_one_block(name, stop):
+    """Apertus writes a turn's `<|assistant_end|>` from the next message's loop iteration; Apriel
+    1.6 writes content, tool calls and `\\n<|end|>` from blocks that `set` statements and a block
+    writing `\\n<|end|>` + `\\n` separate. Each history turn must be one generation span ending with
+    its stop (two spans that touch lose tokens at the seam in transformers)."""
+    a3 = assistant(3, calls=1)
+    a3["tool_calls"][0]["function"]["arguments"] = json.dumps(a3["tool_calls"][0]["function"]["arguments"])  # Apriel
+    for msgs, tools in (([user(0), assistant(1), user(2), assistant(3)], None),
+                        ([user(0), a3, tool(4, a3), assistant(5), user(6), assistant(7)], None)):
+        kwargs = base_kwargs()
+        original = render(read(CORPUS / f"{name}.jinja"), msgs, tools, add_generation_prompt=False, **kwargs)[0]
+        text, spans = render(written(name), msgs, tools, add_generation_prompt=False, **kwargs)
+        assert text == original
+        assert not _touching(spans), [(text[a[0]:a[1]][-20:], text[b[0]:b[1]][:20]) for a, b in _touching(spans)]
+        followed_by_user = "«1c»" if len(msgs) == 4 else "«5c»"  # the history turn a user message follows
+        turn = next(text[a:b] for a, b in spans if followed_by_user in text[a:b])
+        assert turn.startswith(followed_by_user) and turn.endswith(stop), turn

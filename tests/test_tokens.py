@@ -85,6 +85,27 @@ def test_cat_loses_two_of_three_tokens(qwen3):
     assert "'🐱'" in r.detail
 
 
+NO_TERMINATOR = ("{% for m in messages %}{% if m.role == 'assistant' %}{{ '<|assistant|>' }}"
+                 "{% generation %}{{ m.content }}{% endgeneration %}{% else %}{{ '<|user|>' + m.content }}{% endif %}"
+                 "{% endfor %}")
+
+
+def test_unterminated_final_turn_is_a_warning_not_a_lost_token(qwen3):
+    """A template that writes nothing after a final turn (GLM) ends the rendering inside the
+    tokens of the final character: transformers maps the span's end to that character's first
+    token (char_to_token(end - 1)), so its other byte tokens are never masked. That is inherent to
+    the template, not to the markers: counted as ``open_end`` (a warning), not ``lost``; the same
+    character anywhere else in a span is checked as usual."""
+    body = "ok 🐱"
+    n_cat = sum(1 for a, b in qwen3(body, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+                if a < len(body) <= b)
+    assert n_cat == 3
+    final = check_tokens(qwen3, NO_TERMINATOR, Case([USER, {"role": "assistant", "content": body}]))
+    assert (final.lost, final.added, final.open_end) == (0, 0, n_cat - 1) and final.ok
+    history = check_tokens(qwen3, TWO_BLOCKS, Case([USER, {"role": "assistant", "content": body}, USER]))
+    assert (history.lost, history.open_end) == (n_cat - 1, 0) and not history.ok
+
+
 def test_sentinels_hide_the_bug_plain_cases_show_it(qwen3):
     """With sentinels the character before <|im_end|> is '»' (one Qwen3 token): nothing is lost."""
     body = "ok 🐱"

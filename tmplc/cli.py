@@ -198,6 +198,10 @@ def _token_summary(report) -> str:
     text = f"; tokens: {report.token_renderings} renderings, 0 lost, 0 added"
     if report.straddling:
         text += f"; warning: {report.straddling} tokens straddle a span edge ({report.straddling_detail})"
+    if report.open_end:
+        text += (f"; warning: {report.open_end} tokens of a final turn's last character are not masked (the template "
+                 "writes nothing after that turn and transformers maps a span's end to its last character's first "
+                 "token; --append-stop ends the turn with its stop)")
     if report.special_stops:
         text += f"; stop tokens (added vocabulary): {', '.join(sorted(report.special_stops))}"
     if report.plain_text_stops:

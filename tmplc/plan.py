@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .edits import is_split_marker
 from .locate import IN, OUT, STRADDLE, Evidence, Labelled
 from .reasons import CannotAugment, Reason
-from .syntax import Block, Comment, Node, Statement, Template, Text
+from .syntax import Block, Comment, Node, Output, Statement, Template, Text
 from .trace import Atom, Instrumented, Site
 
 LOOP_ATOMS = ("first", "last", "prev_assistant")
@@ -36,6 +36,7 @@ class Region:
     nodes: list[Node]
     condition: str | None  # None: always; of a two-pass region: when its block is written
     roles: dict[int, str] | None = None
+    generated_first: bool = False  # a two-pass region written generated parts first (Planner.tail)
 
     @property
     def start(self) -> int:
@@ -121,6 +122,7 @@ class Planner:
         self.two_pass = two_pass
         self.site_of = {id(s.node): s for s in inst.sites}
         self._sites_cache: dict[int, list[Site]] = {}
+        self._refs: dict[str, list[int]] | None = None
 
     def sites_in(self, node: Node) -> list[Site]:
         key = id(node)
@@ -176,6 +178,11 @@ class Planner:
         run: list[Node] = []
         cond: str | None | bool = False
 
+        span = (body[0].start, body[-1].end) if body else (0, 0)
+
+        def free(node: Node) -> bool:
+            return not _blocking(node) or self.confined(node, *span)
+
         def close():
             nonlocal run, cond
             while run and not self.items([run[-1]]):
@@ -183,7 +190,7 @@ class Planner:
             while run and not self.items([run[0]]):
                 run.pop(0)
             if run and cond is not False:
-                regions.append(Region(list(run), cond))  # type: ignore[arg-type]
+                self._close(run, cond, stack, regions)  # type: ignore[arg-type]
             run, cond = [], False
 
         i = 0
@@ -195,7 +202,7 @@ class Planner:
                 close()
                 continue
             if not items:
-                if _blocking(node):
+                if not free(node):
                     close()
                 elif run:
                     run.append(node)
@@ -204,19 +211,24 @@ class Planner:
             if not has_in and not any(it.label == STRADDLE for it in items):
                 close()
                 continue
-            if not _blocking(node):
+            if free(node):
                 c = self.condition([n for n in run if self.items([n])] + [node], stack)
                 if c is not False and run:
                     run.append(node)
                     cond = c
                     continue
+            tail = self.tail(run, node, stack) if self.two_pass and run and cond is None else None
+            if tail is not None:
+                regions.append(tail)
+                run, cond = [], False
+                continue
             close()
             window = self.window(body, i - 1, stack) if self.two_pass else None
             if window is not None:
                 regions.append(window)
                 i += len(window.nodes) - 1
                 continue
-            if not _blocking(node):
+            if free(node):
                 c = self.condition([node], stack)
                 if c is not False:
                     run, cond = [node], c
@@ -227,6 +239,35 @@ class Planner:
                 continue
             raise self._unplaceable(node, items)
         close()
+
+    def _close(self, run: list[Node], cond: str | None, stack: tuple[Block, ...], regions: list[Region]) -> None:
+        """Add ``run`` as a region; a plain ``set`` inside it whose name is read outside it (the
+        block's body is a scope of its own) splits it there, each part with its own condition."""
+        bad = next((k for k, n in enumerate(run) if _blocking(n) and not self.confined(n, run[0].start, run[-1].end)), None)
+        if bad is None:
+            regions.append(Region(list(run), cond))
+            return
+        for part in (run[:bad], run[bad + 1:]):
+            while part and not self.items([part[-1]]):
+                part.pop()
+            while part and not self.items([part[0]]):
+                part.pop(0)
+            if part:
+                c = self.condition([n for n in part if self.items([n])], stack)
+                if c is not False:
+                    self._close(part, c, stack, regions)  # type: ignore[arg-type]
+
+    def confined(self, node: Node, start: int, end: int) -> bool:
+        """Every name ``node``'s plain ``set`` statements assign (nested ones too) is read and
+        written only within source offsets ``[start, end)``: inside a generation block, whose
+        body is a scope of its own, the ``set`` then changes nothing outside it. False for a
+        node that blocks for another reason (``{% set %}`` blocks, macros, imports...)."""
+        names = _set_names(node)
+        if names is None:
+            return False
+        if self._refs is None:
+            self._refs = _references(self.template)
+        return all(start <= p < end for n in names for p in self._refs.get(n, ()))
 
     def _unplaceable(self, node: Node, items: list[Labelled]) -> CannotAugment:
         """Why ``node`` (an output, not a block) gets no region, with a probe that shows it."""
@@ -285,6 +326,53 @@ class Planner:
             return Region(nodes, first[3:]) if any(map(_blocking, nodes)) else None
         return Region(nodes, guard, roles) if nodes else None
 
+    def tail(self, run: list[Node], node: Node, stack: tuple[Block, ...]) -> Region | None:
+        """A two-pass region written generated parts first: the generated ``run`` and then
+        ``node``, a block that writes generated text and then prompt text (Apriel's ``{% if not
+        loop.last %}`` writing ``\n<|end|>`` then ``\n``), or None.
+
+        Written as ``{% generation %}`` + the run + ``node`` with its generated parts only +
+        ``{% endgeneration %}`` + ``node`` with its prompt parts only (``rewrite.assemble``): the same
+        text when, in every trace, ``node``'s generated text precedes its prompt text, and its
+        tests read the same values twice. A plain ``set`` of the run whose name ``node`` reads is
+        written in both copies (the generation block is a scope of its own); any other name the
+        run sets must be read only inside it. The rewrite checks the result on the probes.
+        """
+        roles: dict[int, str] = {}
+        if self.role(node, stack, False, roles, True) != "split" or not self._generated_first(node):
+            return None
+        while run and not self.items([run[0]]):
+            run = run[1:]
+        if not run:
+            return None
+        if self._refs is None:
+            self._refs = _references(self.template)
+        for n in run:
+            names = _set_names(n) if _blocking(n) else set()
+            if names is None:
+                return None
+            refs = [p for name in names for p in self._refs.get(name, ())]
+            if not all(run[0].start <= p < node.end for p in refs):
+                return None
+            later = any(p >= node.start for p in refs)
+            if later and not isinstance(n, Statement):
+                return None
+            roles[id(n)] = "both" if later else "in"
+        roles[id(node)] = "split"
+        return Region([*run, node], None, roles, generated_first=True)
+
+    def _generated_first(self, node: Node) -> bool:
+        """In every trace, ``node``'s generated emissions all end before its prompt ones start."""
+        by_trace: dict[int, list[Labelled]] = {}
+        for it in self.items([node]):
+            by_trace.setdefault(it.emission.trace, []).append(it)
+        for items in by_trace.values():
+            ins = [it.emission.end for it in items if it.label == IN]
+            outs = [it.emission.start for it in items if it.label == OUT and it.emission.end > it.emission.start]
+            if ins and outs and max(ins) > min(outs):
+                return False
+        return True
+
     def _writes(self, node: Node, any_: bool = False) -> bool:
         """Every traced emission of ``node`` is non-empty (``any_``: at least one is)."""
         items = self.items([node])
@@ -337,6 +425,51 @@ class Planner:
                 roles[id(child)] = role
                 after = after or role == "in" and bool(self.items([child])) or role == "split" or role.startswith("if:")
         return "split"
+
+
+def _set_names(node: Node) -> set[str] | None:
+    """Names assigned by the plain ``{% set x = ... %}`` statements in ``node`` (nested ones too);
+    None when ``node`` blocks a generation block for another reason (:func:`_blocking`)."""
+    if isinstance(node, Statement):
+        if node.name != "set":
+            return None if node.name in ("import", "from", "extends", "break", "continue", "include") else set()
+        sig = node.tag.sig()
+        if len(sig) > 2 and sig[2].text == ".":
+            return set()
+        head = sig[1: next((k for k, t in enumerate(sig) if t.text == "="), len(sig))]
+        return {t.text for t in head if t.kind == "NAME"}
+    if isinstance(node, Block):
+        if node.name in ("macro", "set", "block"):
+            return None
+        names: set[str] = set()
+        for clause in node.clauses:
+            for child in clause.body:
+                inner = _set_names(child)
+                if inner is None:
+                    return None
+                names |= inner
+        return names
+    return set()
+
+
+def _references(template: Template) -> dict[str, list[int]]:
+    """Source offsets of every name token (not an attribute after ``.``) in ``template``'s tags."""
+    refs: dict[str, list[int]] = {}
+    for node, _ in template.walk():
+        if isinstance(node, Output):
+            tag_lists = [node.toks]
+        elif isinstance(node, Statement):
+            tag_lists = [node.tag.toks]
+        elif isinstance(node, Block):
+            tag_lists = [c.tag.toks for c in node.clauses]
+        else:
+            continue
+        for toks in tag_lists:
+            sig = [t for t in toks if t.kind != "WS"]
+            for k, t in enumerate(sig):
+                if t.kind == "NAME" and not (k and sig[k - 1].text == "."):
+                    refs.setdefault(t.text, []).append(t.start)
+    return refs
 
 
 def _has_side_effects(node: Block) -> bool:

@@ -87,6 +87,7 @@ class ProofReport:
     token_renderings: int = 0
     straddling: int = 0
     straddling_detail: str = ""
+    open_end: int = 0  # tokens of an unterminated final turn's last character left out (TokenReport.open_end)
     special_stops: set[str] = field(default_factory=set)
     plain_text_stops: set[str] = field(default_factory=set)
 
@@ -100,6 +101,7 @@ class ProofReport:
             self.token_renderings += 1
             self.straddling += r.straddling
             self.straddling_detail = self.straddling_detail or r.straddling_detail
+            self.open_end += r.open_end
             if r.stop_text is not None:
                 (self.special_stops if r.stop_token_trained else self.plain_text_stops).add(r.stop_text)
 

@@ -99,7 +99,7 @@ def _plan(original: Analysed, oracles, template: Template, inst):
 
 
 def _shape(regions: list[Region]) -> list[tuple]:
-    return [(r.start, r.end, r.condition, r.roles is not None) for r in regions]
+    return [(r.start, r.end, r.condition, r.roles is not None, r.generated_first) for r in regions]
 
 
 def holds_on_probes(original: Analysed, text: str, cases: list[Case], append: str = "") -> bool:
@@ -135,7 +135,9 @@ def assemble(template: Template, regions: list[Region]) -> str:
         lms, rms = editor.mods(s)
         lme, rme = editor.mods(e)
         body = source[s:e]
-        if r.roles is not None:
+        if r.generated_first:
+            text = tag("generation", lms, rms) + _generated_first(editor, r)
+        elif r.roles is not None:
             text = _two_pass(editor, r, e) + tag("endgeneration", lme, "" if r.condition else rme)
             text += tag("endif", "", rme) if r.condition else ""
         elif r.condition is None:
@@ -167,6 +169,18 @@ def _two_pass(editor: Editor, region: Region, end: int) -> str:
     inside = _project_all(editor, nodes, roles, "in", True)
     inside = _collapse(inside[: len(inside) - (region.end - end)] if end < region.end else inside)
     return before + ("" if guard is None else "{% if " + guard + " %}") + "{% generation %}" + inside
+
+
+def _generated_first(editor: Editor, region: Region) -> str:
+    """A region of :meth:`tmplc.plan.Planner.tail` after its opening tag: every node's generated
+    parts, ``{% endgeneration %}``, then the prompt parts of its nodes from the first one that
+    writes any (a ``set`` both copies need, the block that ends the region)."""
+    roles = region.roles or {}
+    nodes = region.nodes
+    first = min(k for k, n in enumerate(nodes) if roles.get(id(n)) != "in")
+    inside = _collapse(_project_all(editor, nodes, roles, "in", True))
+    after = _collapse(_project_all(editor, nodes[first:], roles, "out", True))
+    return inside + "{% endgeneration %}" + after
 
 
 def _project(editor: Editor, node: Node, roles: dict[int, str], keep: str) -> str:

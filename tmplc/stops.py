@@ -8,18 +8,25 @@ token level generated text that is contiguous in the rendering must be one block
 (``../shared/design/README.md``: transformers maps each span on its own). This transform moves
 the marker, rendering byte for byte the same:
 
-* where the marker is written, it is guarded: ``{% if not (PREV) %}MARKER{% endif %}``;
 * at the end of the assistant turn's last generation region, inside it,
-  ``{% if loop.nextitem is defined and COND' %}{{ MARKER' }}{% endif %}``: ``COND'`` is the chain
-  of ``if`` tests that lead to the marker's node and ``MARKER'`` its text, both read for the next
-  message (the loop variable becomes ``loop.nextitem``, ``loop.index0`` becomes
-  ``loop.index0 + 1``...).
+  ``{% if loop.nextitem is defined and COND' %}{% set tmplc_stop.mK = true %}{{ MARKER' }}{% endif %}``:
+  ``COND'`` is the chain of ``if`` tests that lead to the marker's node and ``MARKER'`` its text,
+  both read for the next message (the loop variable becomes ``loop.nextitem``, ``loop.index0``
+  becomes ``loop.index0 + 1``...; a namespace attribute is read as it is when nothing assigns it
+  between the end of the turn and the node);
+* where the marker is written, it is skipped once when the previous turn wrote it:
+  ``{% if tmplc_stop.mK %}{% set tmplc_stop.mK = false %}{% else %}MARKER{% endif %}``, with
+  ``{% set tmplc_stop = namespace(mK=false) %}`` before the loop. The flag makes the two places
+  agree whatever the marker's own guards are (GLM's ``loop.previtem`` test, Apertus's
+  ``ns.in_assistant`` state).
 
-The marker, its guards and the turn it joins come from the trace (the regions the planner made
-conditional on the previous message being an assistant, and the emission that ends where the
-marker starts), never from names. The idea is TRL's hand-written glm4moe_training (PR #5988).
-Anything this transform cannot read for the next message (a variable set inside the loop, a
-node other than text or ``{{ }}``) leaves the template as planned; the proof checks the result.
+The markers are the regions the planner made conditional on the previous message being an
+assistant, and the generated text written while the loop is at a message that is not an
+assistant (its ``role`` atom false on every generated emission); their node, its guards and the
+turn it joins come from the trace, never from names. The idea is TRL's hand-written
+glm4moe_training (PR #5988). A marker this transform cannot read for the next message (a name set
+inside the loop, a node other than text or ``{{ }}``) stays where the plan put it; the proof
+checks the result.
 """
 
 from __future__ import annotations
@@ -40,26 +47,78 @@ class _Unreadable(Exception):
     """A marker or a guard that cannot be read for the next message."""
 
 
-def _loop_locals(template: Template, loop: Block) -> set[str]:
-    """Names assigned inside ``loop`` (``{% set x %}``, ``{% set ns.x %}``, inner loop targets)."""
+FLAGS = "tmplc_stop"  # the namespace whose attributes say "the previous turn wrote this marker"
+
+
+def _targets(node: Node) -> list[list]:
+    """The assignment targets of a ``set``/``for`` node: one token list per target."""
+    tag = node.tag if isinstance(node, Statement) else node.clauses[0].tag if isinstance(node, Block) else None
+    if tag is None or tag.name not in ("set", "for"):
+        return []
+    sig = tag.sig()[1:]
+    stop = "=" if tag.name == "set" else "in"
+    head = sig[: next((k for k, t in enumerate(sig) if t.text == stop), len(sig))]
+    targets: list[list] = [[]]
+    for t in head:
+        if t.text == ",":
+            targets.append([])
+        elif t.text not in ("(", ")"):
+            targets[-1].append(t)
+    return [t for t in targets if t]
+
+
+def _assigned(template: Template, loop: Block) -> tuple[set[str], dict[str, list[int]]]:
+    """What the body of ``loop`` assigns: names (``{% set x %}``, inner loop targets), and
+    namespace attributes (``{% set ns.x %}``) with the offsets of their assignments."""
     names: set[str] = set()
+    attrs: dict[str, list[int]] = {}
     for node, stack in template.walk():
         if loop not in stack:
             continue
-        tag = node.tag if isinstance(node, Statement) else node.clauses[0].tag if isinstance(node, Block) else None
-        if tag is not None and tag.name in ("set", "for"):
-            sig = tag.sig()
-            names.update(t.text for t in sig[1:] if t.kind == "NAME" and t.text != "in")
-            names.discard("loop")
-    return names
+        for target in _targets(node):
+            if len(target) == 3 and target[1].text == ".":
+                attrs.setdefault(f"{target[0].text}.{target[2].text}", []).append(node.start)
+            else:
+                names.update(t.text for t in target if t.kind == "NAME")
+    names.discard("loop")
+    return names, attrs
 
 
-def for_next(tokens, var: str, local: set[str]) -> str:
+class _Scope:
+    """How to read, at the end of an assistant turn, code that runs in the next iteration.
+
+    ``var``: the loop variable (read as ``loop.nextitem``); ``local``: names assigned inside the
+    loop (unreadable: they belong to one iteration); ``stale``: namespace attributes assigned
+    between the end of the turn and the node in the next iteration (unreadable: their value
+    changes on the way). A namespace attribute assigned elsewhere keeps its value from the end
+    of the turn to the next iteration's node, so it is read as it is.
+    """
+
+    def __init__(self, template: Template, loop: Block, turn_end: int, node_start: int):
+        self.var = _loop_var(loop)
+        self.local, attrs = _assigned(template, loop)
+        self.stale = {a for a, offsets in attrs.items()
+                      if any(p >= turn_end or p < node_start for p in offsets)}
+
+
+def _loop_var(loop: Block) -> str:
+    sig = loop.clauses[0].tag.sig()
+    if len(sig) < 4 or sig[2].text != "in" or sig[1].kind != "NAME":
+        raise _Unreadable("loop target")
+    return sig[1].text
+
+
+def for_next(tokens, var: str, local: set[str], stale: frozenset[str] | set[str] = frozenset()) -> str:
     """Jinja code of ``tokens`` (an expression, whitespace tokens included) evaluated for the next
     item of the loop over ``var``, from the current iteration; whitespace is kept.
 
+    Args:
+        local: names assigned inside the loop; stale: namespace attributes (``"ns.x"``) whose
+            value changes between the current iteration's read and the next one's (:class:`_Scope`).
+
     Raises:
-        _Unreadable: the code reads a name assigned inside the loop, or an unknown ``loop`` attribute.
+        _Unreadable: the code reads a name assigned inside the loop, a stale namespace
+            attribute, or an unknown ``loop`` attribute.
     """
     toks = list(tokens)
     sig = [k for k, t in enumerate(toks) if t.kind != "WS"]
@@ -69,25 +128,27 @@ def for_next(tokens, var: str, local: set[str]) -> str:
         t = toks[k]
         pos = sig.index(k) if t.kind != "WS" else -1
         after_dot = pos > 0 and toks[sig[pos - 1]].text == "."
+        dot, attr = (toks[sig[pos + 1]], toks[sig[pos + 2]]) if 0 <= pos and pos + 2 < len(sig) else (None, None)
         if t.kind != "NAME" or after_dot:
             out.append(t.text)
         elif t.text == var:
             out.append("loop.nextitem")
         elif t.text == "loop":
-            dot, attr = (toks[sig[pos + 1]], toks[sig[pos + 2]]) if pos + 2 < len(sig) else (None, None)
             if dot is None or attr is None or dot.text != "." or not (attr.text == "previtem" or attr.text in _NEXT_LOOP):
                 raise _Unreadable(f"loop.{attr.text if attr else ''}")
             out.append(var if attr.text == "previtem" else _NEXT_LOOP[attr.text])
             k = sig[pos + 2]
         elif t.text in local:
             raise _Unreadable(t.text)
+        elif dot is not None and attr is not None and dot.text == "." and f"{t.text}.{attr.text}" in stale:
+            raise _Unreadable(f"{t.text}.{attr.text}")
         else:
             out.append(t.text)
         k += 1
     return "".join(out).strip()
 
 
-def _guards(site: Site, loop: Block, var: str, local: set[str]) -> list[str]:
+def _guards(site: Site, loop: Block, scope: _Scope) -> list[str]:
     """The ``if`` tests (read for the next item) under which ``site``'s node is written."""
     inner = site.stack[site.stack.index(loop) + 1:]
     tests: list[str] = []
@@ -96,7 +157,8 @@ def _guards(site: Site, loop: Block, var: str, local: set[str]) -> list[str]:
             raise _Unreadable(block.name)
         for clause in block.clauses:
             keyword = next(k for k, t in enumerate(clause.tag.toks) if t.kind != "WS")
-            test = for_next(clause.tag.toks[keyword + 1:], var, local) if clause.tag.name in ("if", "elif") else ""
+            test = (for_next(clause.tag.toks[keyword + 1:], scope.var, scope.local, scope.stale)
+                    if clause.tag.name in ("if", "elif") else "")
             bounds = clause.body[0].start if clause.body else clause.tag.end, clause.body[-1].end if clause.body else clause.tag.end
             if bounds[0] <= site.node.start < bounds[1]:
                 if test:
@@ -107,25 +169,18 @@ def _guards(site: Site, loop: Block, var: str, local: set[str]) -> list[str]:
     return tests
 
 
-def _marker_text(nodes: list[Node], sites: dict[int, Site], evidence: Evidence, source: str,
-                 var: str, local: set[str]) -> str:
-    """One Jinja expression writing the marker's nodes: a text run as the text it was traced
+def _marker_text(site: Site, evidence: Evidence, scope: _Scope) -> str:
+    """One Jinja expression writing the marker's node: a text run as the text it was traced
     writing (whitespace control applied), a ``{{ }}`` node read for the next item."""
-    parts = []
-    for node in nodes:
-        site = sites.get(id(node))
-        if isinstance(node, Text) and site is not None:
-            texts = {evidence.emitted(it) for it in evidence.labels.get(site.id, []) if it.label == IN}
-            if len(texts) != 1:
-                raise _Unreadable("text")
-            parts.append(repr(texts.pop()))
-        elif isinstance(node, Output):
-            parts.append(f"({for_next(node.toks, var, local)})")
-        else:
-            raise _Unreadable(type(node).__name__)
-    if not parts:
-        raise _Unreadable("empty")
-    return " ~ ".join(parts)
+    node = site.node
+    if isinstance(node, Text):
+        texts = {evidence.emitted(it) for it in evidence.labels.get(site.id, []) if it.label == IN}
+        if len(texts) != 1:
+            raise _Unreadable("text")
+        return repr(texts.pop())
+    if isinstance(node, Output):
+        return f"({for_next(node.toks, scope.var, scope.local, scope.stale)})"
+    raise _Unreadable(type(node).__name__)
 
 
 def _turn_region(site: Site, evidence: Evidence, regions: list[Region], markers: list[Region],
@@ -153,10 +208,36 @@ def _turn_region(site: Site, evidence: Evidence, regions: list[Region], markers:
     return region
 
 
+def _markers(inst: Instrumented, evidence: Evidence, regions: list[Region]) -> list[tuple[Region, Site]]:
+    """The regions that write a next message's opening marker, each with the one output node
+    that writes it: generated text written while the message loop is at a message that is not
+    an assistant (the ``role`` atom of the node's innermost loop is false on every generated
+    emission, and true on some emission of that loop: it iterates the messages), or a region
+    the planner made conditional on the previous message being an assistant."""
+    prev = {f"({a.text})" for s in inst.sites for a in s.atoms if a.kind == "prev_assistant"}
+    assistant_loops = {a.scope for items in evidence.labels.values() for it in items
+                       for a, v in it.emission.atoms.items() if a.kind == "role" and v}
+    found = []
+    for r in regions:
+        inside = [s for s in inst.sites if r.start <= s.node.start < r.end
+                  and any(it.label == IN for it in evidence.labels.get(s.id, []))]
+        if len(inside) != 1 or not inside[0].loops:
+            continue
+        site = inside[0]
+        role = next((a for a in site.atoms if a.kind == "role" and a.scope == site.loops[-1].start), None)
+        generated = [it for it in evidence.labels.get(site.id, []) if it.label == IN]
+        by_role = role is not None and role.scope in assistant_loops and all(
+            it.emission.atoms.get(role) is False for it in generated)
+        if r.condition in prev or by_role:
+            found.append((r, site))
+    return found
+
+
 def move_markers(template: Template, inst: Instrumented, evidence: Evidence, regions: list[Region],
                  append: str = "") -> str | None:
-    """The template text with every next-message marker moved into the previous assistant turn's
-    generation region (module docstring), or None when there is none or one cannot be moved.
+    """The template text with every next-message marker that can be read for the next message
+    moved into the previous assistant turn's generation region (module docstring), or None when
+    none can be moved.
 
     Args:
         template: the (split) template the regions were planned on; ``inst`` its instrumented
@@ -164,39 +245,34 @@ def move_markers(template: Template, inst: Instrumented, evidence: Evidence, reg
         append: ``--append-stop``'s text, also written after a final assistant turn (without the
             generation prompt) inside the same block: TRL PR #6044, a declared rendering change.
     """
-    prev = {f"({a.text})" for s in inst.sites for a in s.atoms if a.kind == "prev_assistant"}
-    markers = [r for r in regions if r.condition in prev]
-    if not markers:
-        return None
-    sites = {id(s.node): s for s in inst.sites}
+    markers = _markers(inst, evidence, regions)
     by_id = {s.id: s for s in inst.sites}
     stacks = {id(node): stack for node, stack in template.walk()}
     editor = Editor(template)
     reps: list[tuple[int, int, str]] = []
     appended: dict[int, list[str]] = {}
-    try:
-        for r in markers:
-            first = sites.get(id(r.nodes[0]))
-            if first is None or not first.loops:
-                raise _Unreadable("untraced marker")
-            loop = first.loops[-1]
-            sig = loop.clauses[0].tag.sig()
-            if len(sig) < 4 or sig[2].text != "in":
-                raise _Unreadable("loop target")
-            var, local = sig[1].text, _loop_locals(template, loop)
-            cond = " and ".join(["loop.nextitem is defined"] + _guards(first, loop, var, local))
-            text = _marker_text(r.nodes, sites, evidence, template.source, var, local)
-            turn = _turn_region(first, evidence, regions, markers, by_id)
-            loops = [b for b in stacks.get(id(turn.nodes[0]), ()) if b.name == "for"]
-            if not loops or loops[-1] is not loop:
+    loops: dict[int, Block] = {}
+    for _region, site in markers:
+        flag = f"{FLAGS}.m{len(loops)}"
+        try:
+            loop = site.loops[-1]
+            turn = _turn_region(site, evidence, regions, [m for m, _ in markers], by_id)
+            turn_loops = [b for b in stacks.get(id(turn.nodes[0]), ()) if b.name == "for"]
+            if not turn_loops or turn_loops[-1] is not loop:
                 raise _Unreadable("the turn is written in another loop")
-            s, e = editor.normalize(r.start), editor.normalize(r.end)
-            (lms, rms), (lme, rme) = editor.mods(s), editor.mods(e)
-            body = template.source[s:e]
-            reps.append((s, e, _tag(f"if not {r.condition}", lms, rms) + body + _tag("endif", lme, rme)))
-            appended.setdefault(editor.normalize(turn.end), []).append(
-                "{% if " + cond + " %}{{ " + text + " }}{% endif %}")
-    except _Unreadable:
+            scope = _Scope(template, loop, turn.end, site.node.start)
+            cond = " and ".join(["loop.nextitem is defined"] + _guards(site, loop, scope))
+            text = _marker_text(site, evidence, scope)
+        except _Unreadable:
+            continue
+        loops[len(loops)] = loop
+        s, e = site.node.start, site.node.end
+        (lms, rms), (lme, rme) = editor.mods(s), editor.mods(e)
+        reps.append((s, e, "{%" + lms + f" if {flag} %}}{{% set {flag} = false %}}{{% else " + rms + "%}"
+                     + template.source[s:e] + _tag("endif", lme, rme)))
+        appended.setdefault(editor.normalize(turn.end), []).append(
+            "{% if " + cond + f" %}}{{% set {flag} = true %}}{{{{ " + text + " }}{% endif %}")
+    if not loops:
         return None
     for pos, parts in appended.items():
         if append:
@@ -204,6 +280,10 @@ def move_markers(template: Template, inst: Instrumented, evidence: Evidence, reg
         lm, rm = editor.mods(pos)
         inner = "".join(parts)  # "{% if ... %}...{% endif %}": the outer tags take the neighbours' effect
         reps.append((pos, pos, "{%" + lm + inner[2:-2] + rm + "%}"))
+    for start in {id(b): b.start for b in loops.values()}.values():
+        flags = ", ".join(f"m{k}=false" for k, b in loops.items() if b.start == start)
+        lm, rm = editor.mods(start)
+        reps.append((start, start, _tag(f"set {FLAGS} = namespace({flags})", lm, rm)))
     try:
         return editor.apply([], reps)
     except ValueError:

@@ -60,6 +60,13 @@ class TokenReport:
         lost: expected tokens the assistant mask leaves out (the model never learns them).
         added: masked tokens wholly outside every generation span (trained although not generated).
         straddling: tokens with characters inside and outside a span (cue/body merges); a warning.
+        open_end: tokens of the rendering's last character, inside a generation span that ends the
+            rendering, that the assistant mask leaves out: transformers maps a span's end to the
+            *first* token of its last character (``char_to_token(end - 1)``), and a template that
+            writes nothing after a final assistant turn (no terminator: GLM, ``\n\nUser:``
+            formats) ends the rendering inside that character's tokens. Inherent to the template,
+            not to the markers (no marker placement reaches them): a warning, counted apart from
+            ``lost``; ``--append-stop`` ends the turn with its stop and removes it.
         stop_token_trained: mirror of TRL's ``is_chat_template_stop_token_trained``: True when the
             last masked non-whitespace token of every generated run (merged generation spans: an
             assistant turn) that other text follows is an added-vocabulary token (``<|im_end|>``);
@@ -82,6 +89,7 @@ class TokenReport:
     lost: int
     added: int
     straddling: int
+    open_end: int = 0
     stop_token_trained: bool | None = None
     stop_text: str | None = None
     plain_text_stop: bool = False
@@ -321,7 +329,9 @@ def check_rendering(tokenizer, text: str, spans: Sequence[Span], assistant_mask:
     if len(mask) != len(ids):
         raise ValueError(f"assistant mask has {len(mask)} entries for {len(ids)} tokens")
     states = classify_tokens(offsets, spans)
-    lost = [t for t, s in enumerate(states) if s == IN and not mask[t]]
+    end_tokens = _open_end(offsets, spans, len(text))
+    lost = [t for t, s in enumerate(states) if s == IN and not mask[t] and t not in end_tokens]
+    open_end = sum(1 for t in end_tokens if not mask[t])
     added = [t for t, s in enumerate(states) if s == OUT and mask[t]]
     straddling = [t for t, s in enumerate(states) if s == STRADDLING]
     detail = ""
@@ -334,7 +344,15 @@ def check_rendering(tokenizer, text: str, spans: Sequence[Span], assistant_mask:
         sdetail = f"{len(straddling)} token(s) straddle a span edge; first: " + _describe(tokenizer, ids, offsets, text, straddling[0])
     stop = _stop_check(tokenizer, ids, mask, offsets, merge_spans(spans), text) if stop_check else (None, None, False)
     return TokenReport(len(ids), sum(1 for m in mask if m), sum(1 for s in states if s == IN), len(lost), len(added),
-                       len(straddling), stop[0], stop[1], stop[2], detail, sdetail)
+                       len(straddling), open_end, stop[0], stop[1], stop[2], detail, sdetail)
+
+
+def _open_end(offsets: Sequence[Span], spans: Sequence[Span], n_chars: int) -> set[int]:
+    """Indices of the tokens of the last character of a rendering that a generation span ends
+    (see ``TokenReport.open_end``); empty when no span ends the rendering."""
+    if not n_chars or not any(b == n_chars and a < b for a, b in spans):
+        return set()
+    return {t for t, (a, b) in enumerate(offsets) if a == n_chars - 1 and b == n_chars}
 
 
 def template_kwargs(tokenizer, case: Case) -> dict[str, Any]:

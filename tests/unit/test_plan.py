@@ -3,7 +3,7 @@
 import pytest
 
 from tmplc.locate import IN, OUT, Labelled
-from tmplc.plan import _blocking, find_condition
+from tmplc.plan import _blocking, _references, _set_names, find_condition
 from tmplc.render import render
 from tmplc.syntax import parse
 from tmplc.trace import Atom, Emission
@@ -117,3 +117,33 @@ def test_blocking_matches_jinja_scoping(before, node, after, changes):
     wrapped = render(before + "{% generation %}" + node + "{% endgeneration %}" + after, [])[0]
     assert (plain != wrapped) is changes
     assert _blocking(parse(node).body[0]) is changes
+
+
+def test_set_read_only_inside_the_block_is_unchanged_by_it():
+    """Why a confined ``set`` may sit in a generation block (Planner.confined): the block's scope
+    holds the name for every read inside it, and nothing outside reads it."""
+    src = "{% set x = 'X' %}{{ x }}-{% if true %}{% set y = x ~ 'Y' %}{{ y }}{% endif %}"
+    assert render(src, [])[0] == render("{% generation %}" + src + "{% endgeneration %}", [])[0] == "X-XY"
+
+
+SET_NAMES = [
+    ("{% set x = 1 %}", {"x"}, "plain"),
+    ("{% set a, b = 1, 2 %}", {"a", "b"}, "tuple"),
+    ("{% set ns.x = 1 %}", set(), "namespace-attribute"),
+    ("{% if c %}{% set x = y %}{% else %}{% set z = 1 %}{% endif %}", {"x", "z"}, "nested-in-clauses"),
+    ("{% set s %}x{% endset %}", None, "set-block-always-blocks"),
+    ("{% if c %}{% break %}{% endif %}", None, "break-always-blocks"),
+    ("{{ x }}", set(), "output"),
+]
+
+
+@pytest.mark.parametrize("src, expected", [r[:2] for r in SET_NAMES], ids=[r[2] for r in SET_NAMES])
+def test_set_names(src, expected):
+    assert _set_names(parse(src).body[0]) == expected
+
+
+def test_references_are_names_not_attributes():
+    src = "{% set x = m.x %}{{ x ~ y.x }}{% if x %}{% endif %}"
+    refs = _references(parse(src))
+    assert {"m", "x", "y"} <= set(refs)
+    assert [src[p] for p in refs["x"]] == ["x", "x", "x"]  # `m.x` and `y.x` are attributes, not reads of x
