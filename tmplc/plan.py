@@ -189,6 +189,12 @@ class Planner:
                 run.pop()
             while run and not self.items([run[0]]):
                 run.pop(0)
+            inner = self._entered_empty(run) if run and cond is not False else None
+            if inner is not None:  # the block goes inside the branches, which always write
+                run, cond = [], False
+                for clause in inner.clauses:
+                    self._plan(clause.body, stack + (inner,), regions)
+                return
             if run and cond is not False:
                 self._close(run, cond, stack, regions)  # type: ignore[arg-type]
             run, cond = [], False
@@ -372,6 +378,40 @@ class Planner:
             if ins and outs and max(ins) > min(outs):
                 return False
         return True
+
+    def _entered_empty(self, run: list[Node]) -> Block | None:
+        """The ``if`` block of ``run`` when the run's only writer is that block and it may write
+        nothing (a branch not taken, no ``else``): a generation block around it would then render
+        empty where none of its branches runs, and transformers masks a token outside every span
+        for an empty span (:func:`tmplc.verification.empty_spans`). The block then goes inside the
+        branches instead: the ``if``'s own test guards it, evaluated once. None otherwise."""
+        writers = [n for n in run if not self._silent(n)]
+        if len(writers) != 1:
+            return None
+        node = writers[0]
+        if isinstance(node, Block) and node.name == "if" and not self._always_writes(node):
+            return node
+        return None
+
+    def _silent(self, node: Node) -> bool:
+        """``node`` never writes: a statement, a comment, a text run whitespace control always removes."""
+        if isinstance(node, (Statement, Comment)):
+            return True
+        return isinstance(node, Text) and not node.text.strip() and not self._writes(node, any_=True)
+
+    def _always_writes(self, node: Node) -> bool:
+        """``node`` writes text every time it runs, as far as structure and the traced emissions
+        tell: an output or text run whose every emission is non-empty, or an ``if`` with an
+        ``else`` each of whose clauses holds such a node directly. A clause no probe reaches (a
+        branch that raises, tool calls the probes cannot write) is not evidence either way and is
+        left out. A ``for`` may run no iteration."""
+        if isinstance(node, Block):
+            if node.name != "if" or node.clauses[-1].tag.name != "else":
+                return False
+            return all(any(self._always_writes(n) for n in c.body) for c in node.clauses if self.items(c.body))
+        if isinstance(node, (Statement, Comment)):
+            return False
+        return self._writes(node)
 
     def _writes(self, node: Node, any_: bool = False) -> bool:
         """Every traced emission of ``node`` is non-empty (``any_``: at least one is)."""

@@ -217,6 +217,7 @@ class DefectKind(str, Enum):
     STOP_TOKEN = "stop-token"  # unmasked text at the end of a turn (the stop)
     FIELD = "field"  # unmasked generated text inside a turn
     TOUCHING = "touching"  # two generation spans meet right after a multi-byte character
+    EMPTY = "empty"  # a generation block rendered nothing: an empty span (start == end)
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,11 @@ class MaskDefect:
     def junction(self) -> bool:
         """Masks are right but two spans meet (:func:`touching`), not a wrong character."""
         return self.kind == DefectKind.TOUCHING
+
+    @property
+    def empty(self) -> bool:
+        """Masks are right but a span is empty (:func:`empty_spans`), not a wrong character."""
+        return self.kind == DefectKind.EMPTY
 
 
 def mask_of(spans: tuple[Span, ...] | list[Span]) -> set[int]:
@@ -309,6 +315,50 @@ def touching(text: str, spans: tuple[Span, ...] | list[Span], owner: dict[int, i
     return out
 
 
+def empty_spans(text: str, spans: tuple[Span, ...] | list[Span]) -> list[MaskDefect]:
+    """Generation spans that cover no character: a ``{% generation %}`` block that rendered nothing.
+
+    An empty span adds nothing to the character mask, but transformers does not ignore it.
+    ``PreTrainedTokenizerBase.apply_chat_template(..., return_assistant_tokens_mask=True)``
+    (transformers 5.23, ``tokenization_utils_base.py``) maps every span ``(start, end)`` of
+    ``generation_indices`` to ``start_token = out.char_to_token(i, start)`` and ``end_token =
+    out.char_to_token(i, end - 1)`` and masks ``range(start_token, end_token + 1 if end_token else
+    len(input_ids))``; a None ``start_token`` stops all later spans. For ``start == end == s``:
+
+    * ``s`` inside a token (characters ``s - 1`` and ``s`` in one token): that token is masked,
+      though no character of it is generated (DeepSeek's ``<｜Assistant｜>`` + ``\n`` ends in one
+      Qwen3 token ``>\n``);
+    * ``s`` at a token boundary: nothing, unless the token before ``s`` is token 0 or the
+      character before ``s`` maps to no token (``end_token`` 0 or None): then every token from
+      ``s`` to the end of the sequence is masked;
+    * ``s == 0``: ``char_to_token(-1)`` raises ``OverflowError`` in the Rust tokenizer;
+    * ``s == len(text)``: ``start_token`` is None, nothing more is masked.
+
+    Which case applies depends on the tokenizer, so the proof refuses an empty span wherever it
+    can mask a token no span covers: a block that may render nothing goes inside the branches that
+    write (:meth:`tmplc.plan.Planner._plan`). Three places are exempt: the end of the rendering
+    (``start_token`` is None), the start of a non-empty span (a token around ``s`` is that
+    span's first token, masked by it anyway; gemma-4 renders an assistant turn with empty content
+    right before the next turn's block) and the end of one (a token around ``s`` holds that span's
+    last character and is masked by it: a next-message marker moved into the previous turn leaves
+    its original block empty right there, :mod:`tmplc.stops`). There only ``end_token`` 0 or None (the character before
+    ``s`` in token 0 or in no token) can still widen the mask; the token-level proof
+    (:class:`tmplc.tokens.TokenChecker`) sees that with a real tokenizer.
+    (The processor path, ``ProcessorMixin._adjust_assistant_masks_indices``, masks every token
+    with ``token_start < end and token_end > start``: for an empty span, the token around ``s``.)
+
+    Args:
+        text: the rendering. spans: its generation spans, in characters of ``text``.
+
+    Returns:
+        One :class:`MaskDefect` of kind ``empty`` per empty span not exempt: ``span`` is ``(s, s)``, ``text``
+        the 20 characters on each side.
+    """
+    edges = {a for a, b in spans if a < b} | {b for a, b in spans if a < b}
+    return [MaskDefect(DefectKind.EMPTY, (a, b), -1, text[max(0, a - 20) : a + 20])
+            for a, b in spans if a == b and a < len(text) and a not in edges]
+
+
 def owners(inst: Instrumented, case: Case, text: str) -> dict[int, int]:
     """Character offset of the full rendering → source offset of the node that wrote it, from a
     trace of the instrumented template; empty when the trace does not match ``text``."""
@@ -367,6 +417,10 @@ class CaseCheck:
         what = [f"two generation spans touch at {d.span[0] + 1}, after a multi-byte character ({d.text!r}): "
                 "transformers drops that character's other tokens; contiguous generated text must be one block"
                 for d in self.defects[:1] if d.junction]
+        what += [f"a generation block renders nothing: empty span at {d.span[0]} ({d.text!r}); transformers masks "
+                 "tokens char_to_token(start) to char_to_token(end - 1), which for an empty span is the token "
+                 "around it (or, at a token boundary after token 0, every later token): a block must not be "
+                 "entered where it writes nothing" for d in self.defects[:1] if d.empty]
         if missing:
             what.append(f"{len(missing)} expected characters not masked (first at {missing[0]}: {text[missing[0]:missing[0] + 20]!r})")
         if extra:
@@ -433,6 +487,7 @@ def check_renderings(orig: Renderings, train: Renderings, owner: Callable[[str],
         result.defects = touching(full.text, full.spans)
         if result.defects and owner:
             result.defects = touching(full.text, full.spans, owner(full.text))
+        result.defects += empty_spans(full.text, full.spans)
     if tokens is not None and not result.defects:
         result.tokens = tokens(train.template, train.case, full.text, full.spans)
     return result
@@ -458,6 +513,6 @@ def prefix_break(r: Renderings) -> int | None:
 
 __all__ = [
     "CaseCheck", "DefectKind", "MaskDefect", "Raised", "RenderDiff", "Rendered", "Renderings", "TemplateRaised",
-    "check_case", "check_renderings", "mask_diff", "prefix_break", "mask_of", "mark_spans", "merge_spans", "outcome",
+    "check_case", "check_renderings", "empty_spans", "mask_diff", "prefix_break", "mask_of", "mark_spans", "merge_spans", "outcome",
     "owners", "runs", "same_rendering", "touching",
 ]
