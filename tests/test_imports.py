@@ -7,7 +7,7 @@ level, inside functions and under ``if TYPE_CHECKING`` alike — and resolved to
 The intended layering, lowest first::
 
     errors ← syntax ← render ← conversations ← probes ← trace, oracle ← verification ← analysed
-           ← locate ← split, plan ← rewrite ← strategies/prove ← compiler ← corpus, show ← export ← cli
+           ← history ← locate ← split, plan ← rewrite ← strategies/prove ← compiler ← corpus, show ← export ← cli
 
 with the modules that layering does not name slotted where their imports put them (``edits``
 beside ``render``, ``reasons`` beside ``probes``, ``containers`` beside ``syntax``). A module may
@@ -36,6 +36,7 @@ LAYERS: list[set[str]] = [
     {"trace", "oracle"},
     {"verification"},
     {"analysed"},
+    {"history"},  # --prefix-preserving: fixes the conditions that render history differently (uses analysed)
     {"locate"},
     {"split", "plan"},
     {"stops"},  # moves a next message's opening marker into the previous turn's block (uses plan)

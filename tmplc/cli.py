@@ -108,7 +108,7 @@ def _record(src: Source, result) -> dict:
     return {"path": src.label, "status": result.status, "reason": result.reason if failed else None,
             "message": result.message if failed else "",
             "examples": result.report.examples if result.report else 0, "timings": result.timings, "written": None,
-            "notes": list(result.notes)}
+            "notes": list(result.notes), "change": getattr(result, "change", "")}
 
 
 @main.command()
@@ -130,8 +130,12 @@ def _record(src: Source, result) -> dict:
                    "final assistant turn (TRL PR #6044; a declared rendering change).")
 @click.option("--policy", type=click.Choice(["as-rendered", "last-turn"]), default="as-rendered", show_default=True,
               help="Which assistant turns are trained: every one as rendered, or only a final one.")
+@click.option("--prefix-preserving", is_flag=True,
+              help="Render history assistant turns as the model generated them (reasoning kept, the final stop), "
+                   "a declared rendering change shown as a diff, proved prefix-preserving.")
 @contract
-def augment(paths, out, examples, seed, timeout, check, as_json, tokenizer_path, verbose, append_stop, policy) -> None:
+def augment(paths, out, examples, seed, timeout, check, as_json, tokenizer_path, verbose, append_stop, policy,
+            prefix_preserving) -> None:
     """Insert {% generation %} markers, prove them, and write NAME_training.jinja.
 
     All or nothing: files are written only when every template passed.
@@ -141,6 +145,8 @@ def augment(paths, out, examples, seed, timeout, check, as_json, tokenizer_path,
     from .compiler import augment as run
 
     console = Console(highlight=False, soft_wrap=True)
+    if append_stop and prefix_preserving:
+        raise click.UsageError("--append-stop and --prefix-preserving cannot be combined")
     analysed = _read_all(paths)
     sources = [src for src, _ in analysed]
     dests = [None] * len(sources) if check else plan_outputs(sources, out)
@@ -149,7 +155,8 @@ def augment(paths, out, examples, seed, timeout, check, as_json, tokenizer_path,
     for (src, template), dest in zip(analysed, dests):
         tokenizer = tokenizers.get(src.path)
         result = run(template, src.label if src.name else src.path.name, examples=examples, seed=seed,
-                     timeout=timeout, tokenizer=tokenizer, append_stop=append_stop, policy=policy)
+                     timeout=timeout, tokenizer=tokenizer, append_stop=append_stop, policy=policy,
+                     prefix_preserving=prefix_preserving)
         records.append(_record(src, result))
         if result.status == "unsupported":
             if not as_json:
@@ -162,6 +169,11 @@ def augment(paths, out, examples, seed, timeout, check, as_json, tokenizer_path,
                                 + (_token_summary(result.report) if tokenizer is not None else "")))
             for note in result.notes:
                 click.echo(one_line(f"{src.label}: {note}"))
+            change = getattr(result, "change", "")
+            if change:
+                click.echo(f"{one_line(src.label)}: rendering changed (--prefix-preserving): history assistant turns "
+                           "rendered as generated; on one conversation:")
+                click.echo(change, nl=not change.endswith("\n"))
         if result.status == "proved" and not check:
             pending.append((len(records) - 1, dest, result.text))
     failed = sum(r["status"] == "unsupported" for r in records)

@@ -15,6 +15,7 @@ from typing import Any
 
 from .analysed import Analysed, analyse
 from .errors import InputError, NestingError
+from .history import change_report, prefix_preserving
 from .oracle import POLICIES
 from .plan import Region
 from .probes import Features, with_prefixes
@@ -37,6 +38,7 @@ class Proved:
     features: Features | None = None
     timings: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # one line each, shown by the CLI (e.g. a final turn with no stop)
+    change: str = ""  # --prefix-preserving: the declared rendering change, a unified diff on one conversation
     status = "proved"
     ok = True
 
@@ -97,7 +99,7 @@ class _Clock:
 
 def augment(source: str | Analysed, name: str = "<string>", examples: int = 200, seed: int = 0,
             timeout: float | None = None, tokenizer: Any = None, append_stop: bool = False,
-            policy: str = "as-rendered") -> AugmentResult:
+            policy: str = "as-rendered", prefix_preserving: bool = False) -> AugmentResult:
     """Compile a chat template into its training variant and prove it.
 
     Args:
@@ -117,6 +119,13 @@ def augment(source: str | Analysed, name: str = "<string>", examples: int = 200,
             written header. Default: byte-identical rendering, no stop on such a final turn.
         policy: ``"as-rendered"`` (every assistant turn as the template renders it, slime PR
             #1742) or ``"last-turn"`` (only a final assistant turn; named in the header).
+        prefix_preserving: render history assistant turns as the model generated them (TRL's
+            hand-made Qwen3/3.5/3.6 rewrite, done generically by :mod:`tmplc.history`): the
+            template conditions that render a history turn differently are fixed to their value
+            as generated, a declared rendering change (named in the header, shown as a diff in
+            :attr:`Proved.change`), proved prefix-preserving, with masks as the rewritten
+            template renders each turn; ``NOT_PREFIX_PRESERVABLE`` when no such rewrite holds.
+            Byte-identical to the default when the template already is prefix-preserving.
 
     Returns:
         :class:`Proved`, :class:`Verified` or :class:`Unsupported`; never raises for a template
@@ -126,10 +135,13 @@ def augment(source: str | Analysed, name: str = "<string>", examples: int = 200,
 
     Raises:
         InputError: malformed Jinja (``name:line:col: message``).
-        ValueError: an unknown ``policy``.
+        ValueError: an unknown ``policy``; ``append_stop`` with ``prefix_preserving``.
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: one of {', '.join(POLICIES)}")
+    if append_stop and prefix_preserving:
+        raise ValueError("append_stop and prefix_preserving cannot be combined: the appended marker is not what "
+                         "a history turn renders before a tool message")
     clock = _Clock()
     original = None
     tokens = TokenChecker(tokenizer) if tokenizer is not None else None
@@ -138,7 +150,7 @@ def augment(source: str | Analysed, name: str = "<string>", examples: int = 200,
             with clock("parse"):
                 original = analyse(source, name) if isinstance(source, str) else source
                 original.policy = policy
-            return _augment(original, name, examples, seed, clock, tokens, append_stop)
+            return _augment(original, name, examples, seed, clock, tokens, append_stop, prefix_preserving)
         except InputError as exc:
             if original is None and not isinstance(exc, NestingError):
                 raise  # malformed Jinja in the input; after analysis, an InputError is tmplc's bug
@@ -160,16 +172,20 @@ def _failed(exc: BaseException, clock: _Clock) -> Unsupported:
 
 
 def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Clock,
-             tokens: TokenChecker | None, append_stop: bool) -> AugmentResult:
+             tokens: TokenChecker | None, append_stop: bool, history: bool = False) -> AugmentResult:
     features = original.features
     if original.has_markers:
         with clock("proof"):
-            existing = prove(original, original, examples, seed, tokens=tokens)
+            existing = prove(original, original, examples, seed, tokens=tokens,
+                             source=original if history else None)
         failure = existing.failure
         if failure is None:
             return Verified(original.source, existing, features, clock.timings, stop_notes(original))
-        reason = failure.reason if failure.kind is FailureKind.BUDGET and failure.reason else Reason.PROOF_FAILED
+        reason = failure.reason if failure.kind is FailureKind.BUDGET and failure.reason else \
+            Reason.NOT_PREFIX_PRESERVABLE if failure.kind is FailureKind.HISTORY else Reason.PROOF_FAILED
         return Unsupported(reason, failure.message, failure, existing, features, clock.timings)
+    if history:
+        return _prefix_preserving(original, name, examples, seed, clock, tokens)
     append = stop_to_append(original) if append_stop else ""
     result = _rounds(original, name, examples, seed, clock, True, append, tokens)
     if isinstance(result, tuple):  # a moved marker did not pass: the plan as is
@@ -177,10 +193,58 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
     return result
 
 
+HISTORY_ROUNDS = 3  # --prefix-preserving: conditions learnt again from the proof's counterexamples
+
+
+def _prefix_preserving(original: Analysed, name: str, examples: int, seed: int, clock: _Clock,
+                       tokens: TokenChecker | None) -> AugmentResult:
+    """``--prefix-preserving``: rewrite the original so history renders as generated
+    (:func:`tmplc.history.prefix_preserving`), then augment and prove that rewrite against its own
+    oracle, with the shipped template as ``source`` (:func:`tmplc.prove.prove`). A counterexample
+    that breaks the prefix property is learnt from: the conditions are found again with it."""
+    features = original.features
+    extra: list = []
+    result: AugmentResult | None = None
+    for _ in range(HISTORY_ROUNDS):
+        with clock("history"):
+            try:
+                rewritten = prefix_preserving(original, extra)
+            except CannotAugment as exc:
+                cex = Failure(FailureKind.HISTORY, exc.message, exc.case) if exc.case is not None else None
+                return Unsupported(exc.reason, exc.message, cex, None, features, clock.timings)
+            target = original
+            if rewritten.changes:
+                target = Analysed(rewritten.source, name, original.policy)
+                target.__dict__["features"] = original.features  # the proof draws what the original accepts
+        declared = rewritten.declaration()
+        result = _rounds(target, name, examples, seed, clock, True, "", tokens, original, declared)
+        if isinstance(result, tuple):
+            result = _rounds(target, name, examples, seed, clock, False, "", tokens, original, declared)
+        assert not isinstance(result, tuple)
+        f = result.counterexample if isinstance(result, Unsupported) else None
+        if f is None or f.kind is not FailureKind.HISTORY or f.case in extra:
+            break
+        extra.append(f.case)
+    assert result is not None
+    if isinstance(result, Proved):
+        if rewritten.changes:
+            change = change_report(original, target.compiled, name)
+            return Proved(result.text, result.report, result.regions, result.features, clock.timings,
+                          result.notes, change)
+        return Proved(result.text, result.report, result.regions, result.features, clock.timings,
+                      result.notes + (ALREADY_NOTE,))
+    return result
+
+
+ALREADY_NOTE = "note: --prefix-preserving: history is already rendered as generated; the rendering is unchanged"
+
+
 def _rounds(original: Analysed, name: str, examples: int, seed: int, clock: _Clock, move: bool, append: str = "",
-            tokens: TokenChecker | None = None):
+            tokens: TokenChecker | None = None, source: Analysed | None = None, history: str = ""):
     """Rewrite and prove, learning from counterexamples (at most :data:`MAX_ROUNDS`). Returns an
-    :data:`AugmentResult`, or ``(failure,)`` when ``move`` moved a marker and no round passed."""
+    :data:`AugmentResult`, or ``(failure,)`` when ``move`` moved a marker and no round passed.
+    ``source`` and ``history``: ``--prefix-preserving``'s shipped template (``original`` is its
+    rewrite) and the declared change."""
     features = original.features
     cases = list(original.probes_and_prefixes)
     last_failure: Failure | None = None
@@ -195,14 +259,14 @@ def _rounds(original: Analysed, name: str, examples: int, seed: int, clock: _Clo
             return Unsupported(exc.reason, exc.message, cex, report, features, clock.timings)
         moved_any = moved_any or moved
         with clock("rewrite"):
-            training = Analysed(header(name, examples, seed, append, original.policy) + body, name)
+            training = Analysed(header(name, examples, seed, append, original.policy, history) + body, name)
             try:
                 training.compiled  # noqa: B018 - any other uncompilable rewrite is an internal error
             except NestingError as exc:
                 return Unsupported(Reason.TOO_DEEPLY_NESTED, f"the training template (markers add a level) is "
                                    f"{exc.message}", None, report, features, clock.timings)
         with clock("proof"):
-            report = prove(original, training, examples, seed, tokens=tokens, append=append)
+            report = prove(original, training, examples, seed, tokens=tokens, append=append, source=source)
         failure = report.failure
         if failure is None and report.turns_checked == 0:
             return Unsupported(Reason.NEVER_RENDERS_ASSISTANT,
@@ -212,6 +276,9 @@ def _rounds(original: Analysed, name: str, examples: int, seed: int, clock: _Clo
             notes = () if append else stop_notes(original)
             return Proved(training.source, report, tuple(regions), features, clock.timings, notes)
         last_failure = failure
+        if failure.kind is FailureKind.HISTORY:  # no marker placement changes the rendering
+            return Unsupported(Reason.NOT_PREFIX_PRESERVABLE, failure.message, failure, report, features,
+                               clock.timings)
         if failure.kind in (FailureKind.ORACLE, FailureKind.BUDGET, FailureKind.TOKENS):
             return Unsupported(failure.reason or Reason.PROOF_FAILED, failure.message, failure, report, features,
                                clock.timings)

@@ -189,14 +189,8 @@ class Planner:
                 run.pop()
             while run and not self.items([run[0]]):
                 run.pop(0)
-            inner = self._entered_empty(run) if run and cond is not False else None
-            if inner is not None:  # the block goes inside the branches, which always write
-                run, cond = [], False
-                for clause in inner.clauses:
-                    self._plan(clause.body, stack + (inner,), regions)
-                return
             if run and cond is not False:
-                self._close(run, cond, stack, regions)  # type: ignore[arg-type]
+                self._close(list(run), cond, stack, regions)  # type: ignore[arg-type]
             run, cond = [], False
 
         i = 0
@@ -234,7 +228,7 @@ class Planner:
                 regions.append(window)
                 i += len(window.nodes) - 1
                 continue
-            if free(node):
+            if not _blocking(node):  # a new run: a block that sets names is planned inside (narrower)
                 c = self.condition([node], stack)
                 if c is not False:
                     run, cond = [node], c
@@ -248,7 +242,14 @@ class Planner:
 
     def _close(self, run: list[Node], cond: str | None, stack: tuple[Block, ...], regions: list[Region]) -> None:
         """Add ``run`` as a region; a plain ``set`` inside it whose name is read outside it (the
-        block's body is a scope of its own) splits it there, each part with its own condition."""
+        block's body is a scope of its own) splits it there, each part with its own condition. A
+        run whose only writer is an ``if`` that may write nothing is planned inside its branches
+        (:meth:`_entered_empty`)."""
+        inner = self._entered_empty(run)
+        if inner is not None:  # the block goes inside the branches, which always write
+            for clause in inner.clauses:
+                self._plan(clause.body, stack + (inner,), regions)
+            return
         bad = next((k for k, n in enumerate(run) if _blocking(n) and not self.confined(n, run[0].start, run[-1].end)), None)
         if bad is None:
             regions.append(Region(list(run), cond))

@@ -6,6 +6,9 @@ For every conversation and kwargs drawn by :func:`tmplc.conversations.cases`:
   with and without the generation prompt, byte for byte like the original, and raises exactly
   where the original raises (same exception type and message);
 * *prefix preservation* — follows: identical prefix renderings keep every prefix property;
+  with ``--prefix-preserving`` (``source``: the shipped template, the original being its rewrite)
+  history is also checked to be rendered as generated, and the rewrite to render like the
+  shipped template outside history assistant turns;
 * *correct masks* — the union of ``{% generation %}`` spans in the full rendering equals the
   oracle's expected mask (:mod:`tmplc.oracle`), compared as character offsets.
 
@@ -50,6 +53,7 @@ class FailureKind(str, Enum):
     HYPOTHESIS = "hypothesis"  # hypothesis itself gave up (flaky or unsatisfiable)
     BUDGET = "budget"  # a render exceeded the time or size budget (``reason`` says which)
     TOKENS = "tokens"  # with a tokenizer: a token inside a span not masked, or one outside masked
+    HISTORY = "history"  # --prefix-preserving: history not rendered as generated, or a change outside it
 
 
 @dataclass(frozen=True)
@@ -107,16 +111,26 @@ class ProofReport:
 
 
 def check(original: Analysed, training: Analysed, case: Case, report: ProofReport | None = None,
-          memos: tuple[dict, dict] | None = None, tokens: TokenChecker | None = None, append: str = "") -> None:
+          memos: tuple[dict, ...] | None = None, tokens: TokenChecker | None = None, append: str = "",
+          source: Analysed | None = None) -> None:
     """Check every property on one conversation (:func:`tmplc.verification.check_case`), at token
-    level too when ``tokens`` is given; ``append`` is ``--append-stop``'s text.
+    level too when ``tokens`` is given; ``append`` is ``--append-stop``'s text; ``source`` the
+    shipped template when ``original`` is its ``--prefix-preserving`` rewrite.
 
     Raises:
         ProofFailure: the first property that fails, with the conversation.
     """
-    result = check_case(original.compiled, training.compiled, case, memos, tokens, append, original.policy)
+    result = check_case(original.compiled, training.compiled, case, memos, tokens, append, original.policy,
+                        None if source is None else source.compiled)
     if result.render_diff is not None:
         raise ProofFailure(Failure(FailureKind.RENDER, result.render_diff.describe(), case))
+    if result.history_diff is not None:
+        raise ProofFailure(Failure(FailureKind.HISTORY, "the rendering changed outside history assistant turns: "
+                                   + result.history_diff.describe(), case))
+    if result.prefix_break is not None:
+        raise ProofFailure(Failure(FailureKind.HISTORY, f"assistant message {result.prefix_break} is not rendered in "
+                                   "history as generated: render(messages[:k+1]) is not a prefix of the rendering",
+                                   case))
     if report is not None and result.valid:
         report.valid += 1
     if result.problem is not None:
@@ -163,7 +177,8 @@ def limit_failure(exc: RenderLimit) -> Failure:
 
 
 def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int = 0,
-          timeout: float | None = None, tokens: TokenChecker | None = None, append: str = "") -> ProofReport:
+          timeout: float | None = None, tokens: TokenChecker | None = None, append: str = "",
+          source: Analysed | None = None) -> ProofReport:
     """Run the proof with ``examples`` hypothesis examples from ``seed`` (deterministic).
 
     Args:
@@ -176,6 +191,9 @@ def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int
             (:func:`tmplc.strategies.edge_texts`).
         append: ``--append-stop``'s text: the rendering may differ by exactly that text after a
             final assistant turn without a stop, and the masks cover it (TRL PR #6044).
+        source: ``--prefix-preserving``: the shipped template, ``original`` being its rewrite;
+            the proof then also checks that history is rendered as generated and that the
+            rewrite renders like ``source`` outside history assistant turns (``FailureKind.HISTORY``).
 
     Returns:
         A :class:`ProofReport`; a failure holds the shrunk counterexample, or the conversation
@@ -183,7 +201,7 @@ def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int
         ``render-too-large``).
     """
     report = ProofReport(seed=seed)
-    memos: tuple[dict, dict] = ({}, {})  # renderings shared by the examples (identical prefixes recur)
+    memos: tuple[dict, ...] = ({}, {}, {})  # renderings shared by the examples (identical prefixes recur)
 
     @hseed(seed)
     @settings(
@@ -198,7 +216,7 @@ def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int
     @given(cases(original.features, None if tokens is None else st.one_of(texts, edge_texts())))
     def run(case: Case):
         report.examples += 1
-        check(original, training, case, report, memos, tokens, append)
+        check(original, training, case, report, memos, tokens, append, source)
 
     try:
         with budget(timeout), _reproducible():

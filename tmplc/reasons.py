@@ -20,6 +20,7 @@ class Reason(str, Enum):
     NEVER_RENDERS_ASSISTANT = "never-renders-assistant"
     RAISES_ON_EVERY_PROBE = "raises-on-every-probe"
     HISTORY_RERENDERED = "history-rerendered"
+    NOT_PREFIX_PRESERVABLE = "not-prefix-preservable"
     UNTRACEABLE_TURN = "untraceable-turn"
     UNSPLITTABLE_OUTPUT = "unsplittable-output"
     NO_CONDITION = "no-condition"
@@ -44,6 +45,8 @@ _DESCRIPTIONS = {
     Reason.NEVER_RENDERS_ASSISTANT: "no probe conversation renders an assistant message",
     Reason.RAISES_ON_EVERY_PROBE: "the template raises on every probe conversation",
     Reason.HISTORY_RERENDERED: "the template renders a turn differently once later messages exist, so no marker placement matches what the model generates",
+    Reason.NOT_PREFIX_PRESERVABLE: ("--prefix-preserving: a history assistant turn renders differently from the turn "
+                                    "as generated, and no condition of the template can be fixed to render it so"),
     Reason.UNTRACEABLE_TURN: "a turn's fields cannot be found in the rendering",
     Reason.UNSPLITTABLE_OUTPUT: "one output value holds both prompt and generated text and cannot be split",
     Reason.NO_CONDITION: "a node is generated text in some turns and prompt in others, and no traced condition separates them",

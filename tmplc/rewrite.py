@@ -27,12 +27,18 @@ HEADER_RE = re.compile(r"\A\{# tmplc [^\n]*#\}\n")
 MAX_SPLIT_ROUNDS = 8
 
 
-def header(name: str, examples: int, seed: int, append: str = "", policy: str = "as-rendered") -> str:
+def header(name: str, examples: int, seed: int, append: str = "", policy: str = "as-rendered",
+           history: str = "") -> str:
     """The first line of a written training template: tmplc's version, the source, the proof, a
-    declared rendering change (``--append-stop``: ``append`` after a final assistant turn) and a
-    masking policy other than the default (``--policy last-turn``)."""
+    declared rendering change (``--append-stop``: ``append`` after a final assistant turn;
+    ``--prefix-preserving``: ``history``, the conditions fixed so history assistant turns render
+    as generated, :meth:`tmplc.history.HistoryRewrite.declaration`) and a masking policy other
+    than the default (``--policy last-turn``)."""
     change = (f"; rendering changed: appends {append!r} after a final assistant turn (--append-stop, TRL PR #6044)"
               if append else "")
+    if history:
+        change += (f"; rendering changed: history assistant turns rendered as generated (--prefix-preserving): "
+                   f"{history}")
     if policy != "as-rendered":
         change += f"; masks: {policy} (only a final assistant turn)"
     return f"{{# tmplc {__version__}: training template of {name}; proof: {examples} examples, seed {seed}{change} #}}\n"

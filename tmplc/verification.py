@@ -24,7 +24,7 @@ from enum import Enum
 from typing import Any
 
 from .conversations import Case, Span, field_spans
-from .oracle import Oracle, Problem, appended, expected_masks, with_appended_stop
+from .oracle import Oracle, Problem, appended, expected_masks, lcp, with_appended_stop
 from .render import merge_spans, render_lined
 from .tokens import TokenChecker, TokenReport
 from .trace import Instrumented, TraceError, read_trace
@@ -157,11 +157,14 @@ class RenderDiff:
     agp: bool
     a: Outcome
     b: Outcome
+    why: str = ""  # what the difference breaks, when it is not "any difference" (history_only)
 
     def describe(self) -> str:
         def what(o: Outcome) -> str:
             return str(o) if isinstance(o, Raised) else "text"
 
+        if self.why:
+            return f"rendering of messages[:{self.messages}] (add_generation_prompt={self.agp}): {self.why}"
         return (f"rendering of messages[:{self.messages}] (add_generation_prompt={self.agp}) changed: "
                 f"original gives {what(self.a)}, training gives {what(self.b)}")
 
@@ -207,6 +210,80 @@ def same_rendering(a: Renderings, b: Renderings, prefixes: bool = True, append: 
         if not _same(x, y):
             return RenderDiff(k, agp, x, y)
     return None
+
+
+def history_only(source: Renderings, changed: Renderings) -> RenderDiff | None:
+    """``--prefix-preserving``: ``changed`` renders every prefix of the conversation like
+    ``source`` except inside the turns of history assistant messages (``changed``'s own oracle
+    places them: every assistant turn but a final one rendered without the generation prompt).
+
+    Compared like :func:`same_rendering`, on every prefix with and without the generation prompt
+    (a prefix ending with an assistant message only without it, as a conversation is rendered);
+    where ``source`` raises there is nothing to compare. ``source``'s text must be ``changed``'s
+    with each history turn replaced by some text that holds that message's fields as ``source``
+    renders them.
+
+    Returns:
+        None, or the first :class:`RenderDiff` (``why`` says which turn or text differs).
+    """
+    msgs = changed.case.messages
+    for k in range(1, len(msgs) + 1):
+        for agp in (False, True):
+            if agp and msgs[k - 1].get("role") == "assistant":
+                continue
+            x, y = source.get(k, agp), changed.get(k, agp)
+            if isinstance(x, Raised) or _same(x, y):
+                continue
+            if isinstance(y, Raised):
+                return RenderDiff(k, agp, x, y)
+            case = Case(msgs[:k], changed.case.tools, changed.case.kwargs, agp)
+            oracle = Renderings(changed.template, case, changed._memo).oracle()
+            if oracle is None or oracle.problems:
+                return RenderDiff(k, agp, x, y, "the rendering changed, and its history turns cannot be placed")
+            assert isinstance(x, Rendered)
+            why = _outside_turns(x.text, y.text, _with_cues(changed, oracle, k - 1 if not agp else -1))
+            if why:
+                return RenderDiff(k, agp, x, y, why)
+    return None
+
+
+def _with_cues(r: Renderings, oracle: Oracle, final: int) -> list[tuple[Span, int]]:
+    """The history turns of ``oracle`` (all but ``final``), each with its cue: the part of its
+    generation prompt ``G_i = render(C[:i], True) - render(C[:i])`` that the rendering shares
+    right before it (a
+    rewrite may change what the template writes as the cue of a history turn: Qwen3's empty think
+    block with ``enable_thinking=False``)."""
+    out = []
+    y = oracle.text
+    for i, (a, b) in sorted(oracle.turns.items()):
+        if i == final:
+            continue
+        p, q = r.get(i, True), r.get(i, False)
+        cue = 0
+        if isinstance(p, Rendered) and isinstance(q, Rendered):
+            g = p.text[lcp(p.text, q.text):]
+            cue = next((n for n in range(min(len(g), a), 0, -1) if y[a - n : a] == g[:n]), 0)
+        out.append(((a - cue, b), i))
+    return sorted(out)
+
+
+def _outside_turns(x: str, y: str, holes: list[tuple[Span, int]]) -> str:
+    """Why ``x`` is not ``y`` with the ``holes`` (history turns) replaced, or ""."""
+    edges = [0] + [p for (a, b), _ in holes for p in (a, b)] + [len(y)]
+    pieces = [y[edges[2 * j] : edges[2 * j + 1]] for j in range(len(holes) + 1)]
+    if not x.startswith(pieces[0]):
+        return f"changed before the first history turn, at {lcp(x, pieces[0])}: {x[lcp(x, pieces[0]):][:40]!r}"
+    pos = len(pieces[0])
+    fx = field_spans(x)
+    for j, ((_, _), i) in enumerate(holes):
+        piece, last = pieces[j + 1], j == len(holes) - 1
+        lo = max([pos] + [b for _, b in fx.get(i, [])])
+        found = (len(x) - len(piece) if x.endswith(piece) and len(x) - len(piece) >= lo else -1) if last \
+            else x.find(piece, lo)
+        if found < 0:
+            return f"changed outside the history turns, after assistant message {i}'s turn: {piece[:40]!r}"
+        pos = found + len(piece)
+    return ""
 
 
 class DefectKind(str, Enum):
@@ -399,6 +476,11 @@ class CaseCheck:
     rendered: Rendered | None = None
     defects: list[MaskDefect] = field(default_factory=list)
     tokens: list[TokenReport] = field(default_factory=list)  # token-level reports, with a tokenizer
+    # --prefix-preserving: the rewritten original renders differently from the shipped template
+    # outside history assistant turns (history_only), or history is not rendered as generated
+    # (prefix_break with generated=True: the first assistant message that breaks it).
+    history_diff: RenderDiff | None = None
+    prefix_break: int | None = None
 
     @property
     def token_failure(self) -> TokenReport | None:
@@ -407,7 +489,8 @@ class CaseCheck:
 
     @property
     def ok(self) -> bool:
-        return self.render_diff is None and self.problem is None and not self.defects and self.token_failure is None
+        return (self.render_diff is None and self.history_diff is None and self.prefix_break is None
+                and self.problem is None and not self.defects and self.token_failure is None)
 
     def mask_message(self) -> str:
         """One line: how many characters are missing from and added to the mask, and where."""
@@ -436,8 +519,9 @@ class CaseCheck:
                 + "\nactual ⟦…⟧:\n" + mark_spans(text, merge_spans(self.rendered.spans)))
 
 
-def check_case(original: Any, training: Any, case: Case, memos: tuple[dict, dict] | None = None,
-               tokens: TokenChecker | None = None, append: str = "", policy: str = "as-rendered") -> CaseCheck:
+def check_case(original: Any, training: Any, case: Case, memos: tuple[dict, ...] | None = None,
+               tokens: TokenChecker | None = None, append: str = "", policy: str = "as-rendered",
+               source: Any = None) -> CaseCheck:
     """Check one conversation: unchanged rendering, then masks against the oracle.
 
     Args:
@@ -449,24 +533,38 @@ def check_case(original: Any, training: Any, case: Case, memos: tuple[dict, dict
         append: ``--append-stop``'s text (see :func:`same_rendering`); the expected masks then
             cover it after a final turn without a stop (:func:`tmplc.oracle.with_appended_stop`).
         policy: the oracle's masking policy (:func:`tmplc.oracle.expected_masks`).
+        source: ``--prefix-preserving``: the shipped template, ``original`` being its rewrite
+            that renders history assistant turns as generated; the check then also asks that
+            ``original`` renders like ``source`` outside history assistant turns
+            (:func:`history_only`) and that ``training`` renders history as generated
+            (:func:`prefix_break` with ``generated=True``). ``memos`` may hold a third memo for it.
 
     Returns:
         :class:`CaseCheck`; the first failing property stops the check.
     """
-    a, b = memos or (None, None)
+    a, b, c = (*memos, None)[:3] if memos else (None, None, None)
     return check_renderings(Renderings(original, case, a, policy), Renderings(training, case, b, policy),
-                            tokens=tokens, append=append)
+                            tokens=tokens, append=append,
+                            source=None if source is None else Renderings(source, case, c, policy))
 
 
 def check_renderings(orig: Renderings, train: Renderings, owner: Callable[[str], dict[int, int]] | None = None,
-                     tokens: TokenChecker | None = None, append: str = "") -> CaseCheck:
+                     tokens: TokenChecker | None = None, append: str = "",
+                     source: Renderings | None = None) -> CaseCheck:
     """:func:`check_case` on renderings of one conversation; pass the same :class:`Renderings`
     twice to check a marked template's masks only (lint). ``owner`` maps the full rendering's
-    characters to template nodes (:func:`owners`) for the defects."""
+    characters to template nodes (:func:`owners`) for the defects; ``source`` is
+    ``--prefix-preserving``'s shipped template (see :func:`check_case`)."""
     result = CaseCheck()
     if train is not orig:
         result.render_diff = same_rendering(orig, train, append=append)
         if result.render_diff is not None:
+            return result
+    if source is not None:
+        result.history_diff = history_only(source, orig)
+        if result.history_diff is None:
+            result.prefix_break = prefix_break(train, generated=True)
+        if result.history_diff is not None or result.prefix_break is not None:
             return result
     full = train.full()
     if isinstance(full, Raised):
@@ -493,17 +591,22 @@ def check_renderings(orig: Renderings, train: Renderings, owner: Callable[[str],
     return result
 
 
-def prefix_break(r: Renderings) -> int | None:
+def prefix_break(r: Renderings, generated: bool = False) -> int | None:
     """The first assistant message ``k`` whose generation prompt ``render(messages[:k],
     add_generation_prompt=True)`` is not a prefix of the full rendering (what incremental masking
-    and RL rollouts assume), or None; None too when a rendering raises."""
+    and RL rollouts assume), or None; None too when a rendering raises.
+
+    ``generated`` (``--prefix-preserving``): instead, the first assistant message ``k`` before the
+    last whose rendering as the last message, ``render(messages[:k+1])`` (the turn as generated,
+    stop included), is not a prefix of the full rendering: history rendered as generated.
+    """
     msgs = r.case.messages
     full = r.get(len(msgs), False)
     if isinstance(full, Raised):
         return None
-    for k in range(1, len(msgs)):
+    for k in range(1, len(msgs) - 1 if generated else len(msgs)):
         if msgs[k]["role"] == "assistant":
-            head = r.get(k, True)
+            head = r.get(k + 1, False) if generated else r.get(k, True)
             if isinstance(head, Raised):
                 return None
             if not full.text.startswith(head.text):
@@ -513,6 +616,7 @@ def prefix_break(r: Renderings) -> int | None:
 
 __all__ = [
     "CaseCheck", "DefectKind", "MaskDefect", "Raised", "RenderDiff", "Rendered", "Renderings", "TemplateRaised",
-    "check_case", "check_renderings", "empty_spans", "mask_diff", "prefix_break", "mask_of", "mark_spans", "merge_spans", "outcome",
+    "check_case", "check_renderings", "empty_spans", "history_only", "mask_diff", "prefix_break", "mask_of",
+    "mark_spans", "merge_spans", "outcome",
     "owners", "runs", "same_rendering", "touching",
 ]
