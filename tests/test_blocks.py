@@ -6,14 +6,11 @@ them, even when the next span starts right there (issue 8).
 """
 
 import pytest
-from conftest import CORPUS, REPO, read
+from conftest import REPO, read
 
 from tmplc.analysed import Analysed
 from tmplc.conversations import Case, tool_call, wrap
-from tmplc.errors import InputError
-from tmplc.reasons import CannotAugment
-from tmplc.render import has_markers, render
-from tmplc.rewrite import rewrite
+from tmplc.render import render
 from tmplc.verification import DefectKind, check_case, touching
 
 ORIGINAL = (
@@ -82,45 +79,6 @@ def test_qwen3_golden_writes_one_block_per_turn(kwargs, tool_calls, reasoning):
     text, spans = render(training, messages, **kwargs)
     assert len(spans) == 2  # one per assistant turn
     assert all(text[a:b].endswith("<|im_end|>\n") for a, b in spans)
-
-
-def _augmentable():
-    for path in sorted(CORPUS.glob("*.jinja")):
-        text = read(path)
-        if not path.stem.endswith("_training") and not has_markers(text):
-            yield path
-
-
-def test_no_corpus_training_template_has_touching_blocks():
-    """Every corpus original that tmplc rewrites: its probes, rendered with the training template,
-    have no two generation spans meeting after a multi-byte character (the probes' field
-    sentinels end in '»', two bytes in UTF-8). Rewrite only, no proof: the probes decide."""
-    checked, bad = 0, []
-    for path in _augmentable():
-        original = Analysed(read(path), path.name)
-        try:
-            original.compiled  # noqa: B018
-            text, _, _ = rewrite(original, list(original.probes_and_prefixes))
-        except (CannotAugment, InputError):  # unsupported or malformed: counted by the corpus test
-            continue
-        training = compiled(text)
-        checked += 1
-        for case in original.probes_and_prefixes:
-            try:
-                out, spans = case.render(training)
-            except Exception:  # noqa: BLE001 - the original raises there too (the proof checks it)
-                continue
-            if touching(out, spans):
-                bad.append(path.name)
-                break
-    assert checked >= 90, checked
-    # The end of their turn is written from two places no single block covers (Apertus: the next
-    # message's iteration writes <|assistant_end|>; Apriel 1.6: content and tool calls); the proof
-    # refuses them (tests/test_corpus.py::test_blocks_that_would_lose_tokens_are_refused).
-    assert sorted(bad) == [
-        "llamacpp__Apertus-8B-Instruct.jinja", "llamacpp__Apertus-8B-Instruct__first-34fcc5a4ac.jinja",
-        "llamacpp__Apriel-1.6-15b-Thinker-fixed.jinja", "llamacpp__Apriel-1.6-15b-Thinker-fixed__first-566059a26b.jinja",
-    ]
 
 
 SHARED_CUE = """{%- for m in messages %}
