@@ -114,8 +114,10 @@ def test_no_rewrite_has_touching_blocks(rows):
     (where transformers' char_to_token drops the character's other tokens): contiguous generated
     text is one block (issue 8). The proof checks it on every rendering of every proved template;
     this reads the refusals (Apertus ×2 and Apriel 1.6 ×2 were, before one block per turn)."""
-    touching = [r["file"] for r in rows if "generation spans touch" in (r.get("message") or "")]
+    touching = [r["file"] for r in rows if r["kind"] == "original" and "generation spans touch" in (r.get("message") or "")]
     assert touching == []
+    # TRL's hand-written DiffusionGemma training template has such blocks: the proof refuses it.
+    assert any("generation spans touch" in (r.get("message") or "") for r in rows if r["kind"] == "training")
 
 
 def test_coverage_doc_is_current(rows, update_goldens):

@@ -58,6 +58,7 @@ class Analysed:
         self.label = label
         self.policy = policy  # the oracle's masking policy (tmplc.oracle.POLICIES)
         self._oracles: dict[int, tuple[Case, Oracle | None]] = {}
+        self._variants: dict[str, Instrumented] = {}
 
     def __repr__(self) -> str:
         return f"Analysed({self.label!r}, {len(self.source)} characters)"
@@ -117,6 +118,19 @@ class Analysed:
     def instrumented(self) -> Instrumented:
         """The instrumented copy of the CST (:mod:`tmplc.trace`)."""
         return instrument(self.template, self.thinking)
+
+    def instrumented_variant(self, source: str) -> Instrumented:
+        """The instrumented copy of a rewrite of this template (a split, a moved marker), parsed and
+        compiled once per distinct text: the rewrite rounds of one augment meet the same splits
+        again (its ``template`` field is the CST the sites point into).
+
+        Raises:
+            InputError: ``source`` is malformed Jinja (a bug in the rewrite).
+        """
+        hit = self._variants.get(source)
+        if hit is None:
+            hit = self._variants[source] = instrument(parse(source), self.thinking)
+        return hit
 
     def oracle(self, case: Case) -> Oracle | None:
         """The oracle's expected masks of ``case`` rendered by this template (memoised per case

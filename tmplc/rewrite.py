@@ -19,8 +19,7 @@ from .plan import Planner, Region
 from .reasons import CannotAugment, Reason
 from .split import split_edits
 from .stops import move_markers
-from .syntax import Block, Node, Template, Text, parse
-from .trace import instrument
+from .syntax import Block, Node, Template, Text
 from .verification import Renderings, check_renderings
 
 HEADER_RE = re.compile(r"\A\{# tmplc [^\n]*#\}\n")
@@ -72,10 +71,10 @@ def rewrite(original: Analysed, cases: list[Case], move: bool = True, append: st
     moved = move_markers(template, inst, evidence, regions, append) if move else None
     if moved is not None:
         try:
-            tree = parse(moved)
+            moved_inst = original.instrumented_variant(moved)
             if append:  # the moved template appends the stop: locate against that rendering
                 oracles = [(c, o if o is None or o.problems else with_appended_stop(o, c, append)) for c, o in oracles]
-            template, inst, evidence, regions = _plan(original, oracles, tree, instrument(tree, original.thinking))
+            template, inst, evidence, regions = _plan(original, oracles, moved_inst.template, moved_inst)
         except CannotAugment:
             moved = None
             oracles = [(case, original.oracle(case)) for case in cases]
@@ -94,8 +93,8 @@ def _plan(original: Analysed, oracles, template: Template, inst):
         evidence = collect(oracles, inst)
         edits = split_edits(template, inst, evidence)
         if edits:
-            template = parse(Editor(template).apply([], edits))
-            inst = instrument(template, original.thinking)
+            inst = original.instrumented_variant(Editor(template).apply([], edits))
+            template = inst.template
             continue
         regions = Planner(template, inst, evidence).plan()
         if not regions:
