@@ -80,8 +80,22 @@ def run(paths: Path | list[Path], examples: int = 40, seed: int = 0, jobs: int |
     workers = (os.cpu_count() or 1) if jobs is None else jobs
     if workers <= 1 or len(tasks) <= 1:
         return [_row(t) for t in tasks]
+    # Largest templates first (their size stands in for their cost), so no worker is left with a
+    # long one at the end while the others idle; rows are put back in input order.
+    order = sorted(range(len(tasks)), key=lambda k: -_size(tasks[k][0]))
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_row, tasks, chunksize=1))
+        done = list(pool.map(_row, [tasks[k] for k in order], chunksize=1))
+    rows: list[dict] = [{}] * len(tasks)
+    for k, row in zip(order, done):
+        rows[k] = row
+    return rows
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def summary(rows: list[dict]) -> dict:
