@@ -16,7 +16,7 @@ from tmplc import augment
 from tmplc.analysed import Analysed
 from tmplc.conversations import Case, wrap
 from tmplc.render import render
-from tmplc.verification import DefectKind, check_case, empty_spans
+from tmplc.verification import DefectKind, check_case, empty_spans, merge_spans
 
 ORIGINAL = (
     "{% for m in messages %}{% if m.role == 'user' %}<u>{{ m.content }}<a>{% endif %}"
@@ -95,3 +95,24 @@ def test_deepseek_tool_call_passes_at_token_level(qwen3):
                      examples=25, tokenizer=qwen3)
     assert result.ok, result.message
     assert result.report.token_renderings > 0
+
+
+# Two `if`s in a row that write only for an assistant (its reasoning, then its content): a block
+# around both would be entered (and empty) for every user message; each `if` gets its own block
+# inside its branch instead (they meet after `</t>`, where no token is lost).
+TWO_IFS = (
+    "{% for m in messages %}{% if m.role == 'user' %}<u>{{ m.content }}<a>{% endif %}"
+    "{% if m.reasoning_content %}<t>{{ m.reasoning_content }}</t>{% endif %}"
+    "{% if m.role == 'assistant' %}{{ m.content }}</s>{% endif %}{% endfor %}"
+)
+
+
+def test_augment_puts_a_block_inside_each_if_that_may_write_nothing():
+    result = augment(TWO_IFS, examples=30)
+    assert result.ok, result.message
+    assert "{% if m.reasoning_content %}{% generation %}" in result.text
+    assert "{% if m.role == 'assistant' %}{% generation %}" in result.text
+    messages = [MESSAGES[0], {**MESSAGES[1], "reasoning_content": "hm"}, *MESSAGES[2:]]
+    text, spans = render(result.text, messages)
+    assert text == render(TWO_IFS, messages)[0] == "<u>hi<a><t>hm</t>ok</s><u>bye<a><u>again<a>"
+    assert all(a < b for a, b in spans) and merge_spans(spans) == [(text.index("<t>"), text.index("<u>bye"))]

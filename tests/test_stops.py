@@ -269,3 +269,64 @@ def test_turn_written_from_two_places_is_one_block(name, stop):
         followed_by_user = "«1c»" if len(msgs) == 4 else "«5c»"  # the history turn a user message follows
         turn = next(text[a:b] for a, b in spans if followed_by_user in text[a:b])
         assert turn.startswith(followed_by_user) and turn.endswith(stop), turn
+
+
+DGEMMA = "trl__diffusion_gemma"
+
+
+def test_closing_tag_of_a_message_header_ends_a_turn_that_wrote_its_own_header():
+    """DiffusionGemma writes tool results inside the assistant turn; an assistant after a tool
+    message writes its own `<|turn>model\\n` (the generation prompt after a tool result is empty),
+    so that turn opens `<|turn>` itself. `<turn|>` after it still ends the turn (`<|turn>` opens
+    every message's header, `<|turn>user`): the next message's `<|turn>` is not masked."""
+    source = read(CORPUS / f"{DGEMMA}.jinja")
+    a3 = assistant(3, calls=1)
+    msgs = [user(0), assistant(1), user(2), a3, tool(4, a3), assistant(5), user(6)]
+    case = Case(msgs, TOOLS, base_kwargs())
+    oracle = Renderings(source, case).oracle()
+    text = oracle.text
+    prompt = render(source, msgs[:5], TOOLS, add_generation_prompt=True, **base_kwargs())[0]
+    assert prompt.endswith("«/3c»<turn|>\n")  # no generation prompt after a tool result
+    start, end = oracle.turns[5]
+    assert text[start:end] == "<|turn>model\n«5c»a«/5c»<turn|>\n"
+    assert text[end:].startswith("<|turn>user\n«6c»")
+
+
+def _final_turn(source, msgs):
+    """The final assistant turn as generated: the rendering after what it shares with the prompt
+    (a half-matched tag excluded)."""
+    prompt = render(source, msgs[:-1], TOOLS, add_generation_prompt=True, **base_kwargs())[0]
+    text = render(source, msgs, TOOLS, add_generation_prompt=False, **base_kwargs())[0]
+    k = 0
+    while k < min(len(prompt), len(text)) and prompt[k] == text[k]:
+        k += 1
+    if text.rfind("<", 0, k) > text.rfind(">", 0, k):  # `<` of `<turn|>` vs `<|turn>`: not shared
+        k = text.rfind("<", 0, k)
+    return text, k
+
+
+@pytest.mark.parametrize("calls", [1, 2])
+def test_diffusion_gemma_last_turn_policy(calls):
+    """DiffusionGemma under `--policy last-turn`: the final turn's tool calls are written in an
+    inner loop (the message loop's `loop.last` is shadowed there); only the final assistant turn is
+    masked, through its `<turn|>`, its own header included when it follows a tool result."""
+    source = read(CORPUS / f"{DGEMMA}.jinja")
+    result = augment(source, DGEMMA, examples=PROOF_EXAMPLES, policy="last-turn")
+    assert result.status == "proved", getattr(result, "message", "")
+    a1, a3 = assistant(1, calls=calls), assistant(3, calls=calls)
+    a3["reasoning_content"] = wrap(3, "r", "think")
+    convs = [
+        [user(0), a1, *[tool(2 + k, a1) for k in range(calls)], assistant(2 + calls)],
+        [user(0), assistant(1), user(2), a3],
+        [user(0), a1, *[tool(2 + k, a1) for k in range(calls)], assistant(2 + calls), user(3 + calls),
+         assistant(4 + calls)],
+    ]
+    for msgs in convs:
+        text, start = _final_turn(source, msgs)
+        out, spans = render(result.text, msgs, TOOLS, add_generation_prompt=False, **base_kwargs())
+        assert out == text
+        assert merge_spans(spans) == [(start, len(text))], (text[start:], merge_spans(spans))
+        assert text.endswith("<turn|>\n" if msgs[-1].get("tool_calls") is None else "<|tool_response>")
+    # After a tool result the final turn starts with its own header.
+    text, start = _final_turn(source, convs[0])
+    assert text[start:].startswith("<|turn>model\n«")

@@ -104,7 +104,8 @@ def _cue_end(R: str, fR: dict[int, list[Span]], i: int, e_prev: int, start: int,
 _TOKEN_RE = re.compile(r"<[^<>\s]+>|\[[^\[\]\s]+\]")
 
 
-def interruption(R: str, fR: dict[int, list[Span]], i: int, start: int) -> tuple[Span | None, int]:
+def interruption(R: str, fR: dict[int, list[Span]], i: int, start: int,
+                 headers: frozenset[str] = frozenset()) -> tuple[Span | None, int]:
     """Where the template writes later messages inside assistant turn ``i`` (Gemma 4 writes the
     tool results after the tool calls and before the turn's content), the part of the turn that
     is theirs, and ``k``: the turn is rendered as the last of it in ``render(C[:k])``.
@@ -128,7 +129,7 @@ def interruption(R: str, fR: dict[int, list[Span]], i: int, start: int) -> tuple
     b0 = min(a for a, _ in own if a >= x0)
     turn, pos = R[start:fa], fa
     for m in _TOKEN_RE.finditer(R, fa, x0):
-        if m.group(0) not in turn and not closers(m.group(0), turn):
+        if m.group(0) not in turn and not closers(m.group(0), turn, headers):
             pos = m.end()
             break
     return (pos, b0), max(inside) + 1
@@ -163,24 +164,50 @@ _MARKER_RE = re.compile(r"\s*\S[^\n]*")
 _CLOSER_RE = re.compile(r"\s*(?:</([^<>\s]+)>|<([^<>|\s]+)\|>)")
 
 
-def closers(text: str, turn: str) -> int:
+def closers(text: str, turn: str, headers: frozenset[str] = frozenset()) -> int:
     """Length of the leading run of ``text`` (written after a turn's last field) that only closes
     what the turn opened: tags such as ``</tool_call>`` after ``<tool_call>`` or ``<tool_call|>``
-    after ``<|tool_call>``, with the whitespace between them (not after the last one)."""
+    after ``<|tool_call>``, with the whitespace between them (not after the last one). A tag that
+    closes a message header's opener (``headers``, :func:`header_openers`: ``<turn|>`` of
+    ``<|turn>``, which also opens ``<|turn>user``) ends the turn even where the turn wrote that
+    opener itself (its own header, generated after a tool result): it is not a closer here."""
     pos = end = 0
     while True:
         m = _CLOSER_RE.match(text, pos)
-        if not m or not (f"<{m.group(1)}>" in turn or f"<|{m.group(2)}>" in turn):
+        opener = f"<{m.group(1)}>" if m and m.group(1) else f"<|{m.group(2)}>" if m else ""
+        if not m or opener not in turn or opener in headers:
             return end
         pos = end = m.end()
 
 
-def writes_stop(text: str, turn: str) -> bool:
+_HEADER_RE = re.compile(r"(<[^<>\s]+>)[ \t]*[A-Za-z_]\w*\s*(?:<[^<>\s]+>\s*)*$")
+
+
+def header_openers(R: str, fR: dict[int, list[Span]], msgs: list[dict]) -> frozenset[str]:
+    """The special tokens that open the header of a user message in ``R``: a tag followed by a
+    role name right before the message's first field, other tags between them (``<|turn>`` of
+    ``<|turn>user\n`` and of ``<|turn>user\n<|image|>``,
+    ``<|im_start|>`` of ``<|im_start|>user\n``, ``<|start_header_id|>`` of
+    ``<|start_header_id|>user<|end_header_id|>\n\n``)."""
+    ends = sorted(b for spans in fR.values() for _, b in spans)
+    found: set[str] = set()
+    for j, m in enumerate(msgs):
+        if m.get("role") != "user" or not fR.get(j):
+            continue
+        a = min(x for x, _ in fR[j])
+        prev = max((b for b in ends if b <= a), default=0)
+        head = _HEADER_RE.search(R, prev, a)
+        if head:
+            found.add(head.group(1))
+    return frozenset(found)
+
+
+def writes_stop(text: str, turn: str, headers: frozenset[str] = frozenset()) -> bool:
     """Whether ``text`` (written after a turn's last field) holds a stop: something other than
     whitespace and tags that close what the turn opened (:func:`closers`). GLM-4-MoE ends a tool
     call with ``</tool_call>`` and stops with the next message's ``<|observation|>``; ChatML's
     ``<|im_end|>`` is a stop."""
-    return bool(text[closers(text, turn):].strip())
+    return bool(text[closers(text, turn, headers):].strip())
 
 
 def next_marker(R: str, fR: dict[int, list[Span]], i: int, fe: int) -> int:
@@ -222,7 +249,7 @@ def _after_last(render: Render, msgs: list[dict], i: int, tail: str) -> int:
 
 
 def turn_stop(render: Render, msgs: list[dict], i: int, R: str, fR: dict[int, list[Span]], span: Span,
-              tail: str, agp_final: bool) -> tuple[int, bool, int] | Problem:
+              tail: str, agp_final: bool, headers: frozenset[str] = frozenset()) -> tuple[int, bool, int] | Problem:
     """Characters after assistant message ``i``'s last field (at ``fe`` in ``R``) that end the turn:
     the stop belongs to the turn (docs/oracle.md).
 
@@ -235,7 +262,8 @@ def turn_stop(render: Render, msgs: list[dict], i: int, R: str, fR: dict[int, li
       (whitespace, closing tags) and has no stop (``--append-stop`` is TRL PR #6044).
 
     ``span`` is ``(start, fe)``: the turn's start and the end of its last field in ``R``.
-    Whitespace and closing tags of what the turn opened are no stop (:func:`writes_stop`).
+    Whitespace and closing tags of what the turn opened are no stop (:func:`writes_stop`), unless
+    they close a message header's opener (``headers``, :func:`header_openers`).
 
     Returns ``(length in characters from fe, whether the turn has a stop, length of the next
     message's marker at its end or 0)``, or a :class:`Problem`.
@@ -244,14 +272,14 @@ def turn_stop(render: Render, msgs: list[dict], i: int, R: str, fR: dict[int, li
     rest, turn = R[fe:], R[start:fe]
     if i == len(msgs) - 1 and not agp_final:
         n = _after_last(render, msgs, i, tail) if render(msgs, True) == R else len(tail)
-        return n, writes_stop(tail[:n], turn), 0
+        return n, writes_stop(tail[:n], turn, headers), 0
     n = shared_terminator(tail, rest)
     rerendered = n == 0 and bool(tail.strip())
     if rerendered:
         hist = render(msgs[: i + 1], True)
         fh = _field_end(field_spans(hist), i)
         n = shared_terminator(hist[fh:], rest) if fh is not None else 0
-    if writes_stop(rest[:n], turn):
+    if writes_stop(rest[:n], turn, headers):
         return n, True, 0
     marker = next_marker(R, fR, i, fe + n)
     if marker and rest[n : n + marker].strip():
@@ -313,6 +341,7 @@ def expected_masks(render: Render, case: Case, policy: str = "as-rendered") -> O
     unstopped: list[int] = []
     markers: dict[int, str] = {}
     holes: list[Span] = []
+    headers = header_openers(R, fR, msgs)
     for i, m in enumerate(msgs):
         if m.get("role") != "assistant" or i == 0:
             continue
@@ -332,12 +361,12 @@ def expected_masks(render: Render, case: Case, policy: str = "as-rendered") -> O
                 continue
             fe, fe_T = start, start
         fe = max(fe, start)
-        hole, k = interruption(R, fR, i, start)
+        hole, k = interruption(R, fR, i, start, headers)
         if hole is not None:
             holes.append(hole)
             T = render(msgs[:k], False)  # the turn as rendered with the messages written inside it
             fe_T = _field_end(field_spans(T), i) or fe_T
-        stop = turn_stop(render, msgs, i, R, fR, (start, fe), T[fe_T:], agp_final)
+        stop = turn_stop(render, msgs, i, R, fR, (start, fe), T[fe_T:], agp_final, headers)
         if isinstance(stop, Problem):
             problems.append(stop)
             continue

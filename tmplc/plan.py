@@ -19,7 +19,7 @@ from .reasons import CannotAugment, Reason
 from .syntax import Block, Comment, Node, Output, Statement, Template, Text
 from .trace import Atom, Instrumented, Site
 
-LOOP_ATOMS = ("first", "last", "prev_assistant")
+LOOP_ATOMS = ("first", "last", "prev_assistant", "prev_tool")
 
 
 @dataclass
@@ -246,9 +246,10 @@ class Planner:
         run whose only writer is an ``if`` that may write nothing is planned inside its branches
         (:meth:`_entered_empty`)."""
         inner = self._entered_empty(run)
-        if inner is not None:  # the block goes inside the branches, which always write
-            for clause in inner.clauses:
-                self._plan(clause.body, stack + (inner,), regions)
+        if inner:  # the blocks go inside the branches, which always write
+            for block in inner:
+                for clause in block.clauses:
+                    self._plan(clause.body, stack + (block,), regions)
             return
         bad = next((k for k, n in enumerate(run) if _blocking(n) and not self.confined(n, run[0].start, run[-1].end)), None)
         if bad is None:
@@ -380,19 +381,32 @@ class Planner:
                 return False
         return True
 
-    def _entered_empty(self, run: list[Node]) -> Block | None:
-        """The ``if`` block of ``run`` when the run's only writer is that block and it may write
-        nothing (a branch not taken, no ``else``): a generation block around it would then render
-        empty where none of its branches runs, and transformers masks a token outside every span
-        for an empty span (:func:`tmplc.verification.empty_spans`). The block then goes inside the
-        branches instead: the ``if``'s own test guards it, evaluated once. None otherwise."""
+    def _entered_empty(self, run: list[Node]) -> list[Block]:
+        """The ``if`` blocks of ``run`` when the run's only writers are such blocks and each may
+        write nothing (a branch not taken, no ``else``): a generation block around them would
+        then render empty where none of their branches runs, and transformers masks a token
+        outside every span for an empty span (:func:`tmplc.verification.empty_spans`). The
+        blocks then go inside the branches instead: each ``if``'s own test guards them,
+        evaluated once. Several such ``if`` blocks (DiffusionGemma's reasoning, then its tool
+        calls) each get their own block only where every traced writing of each but the last
+        ends with an ASCII character (``<channel|>``), where two blocks may meet without losing a
+        token (one block per contiguous run otherwise: Gemma 4's content, then its stop). Empty
+        otherwise."""
         writers = [n for n in run if not self._silent(n)]
-        if len(writers) != 1:
-            return None
-        node = writers[0]
-        if isinstance(node, Block) and node.name == "if" and not self._always_writes(node):
-            return node
-        return None
+        if not writers or not all(isinstance(n, Block) and n.name == "if" and not self._always_writes(n)
+                                  for n in writers):
+            return []
+        if len(writers) > 1 and not all(self._ends_ascii(n) for n in writers[:-1]):
+            return []
+        return writers  # type: ignore[return-value]
+
+    def _ends_ascii(self, node: Node) -> bool:
+        """Every traced writing of ``node`` (a run of its emissions, one continuing where the other
+        ends) ends with an ASCII character."""
+        items = [it for it in self.items([node]) if it.emission.end > it.emission.start]
+        starts = {(it.emission.trace, it.emission.start) for it in items}
+        ends = [it for it in items if (it.emission.trace, it.emission.end) not in starts]
+        return all(self.evidence.renders[it.emission.trace][it.emission.end - 1] < "\x80" for it in ends)
 
     def _silent(self, node: Node) -> bool:
         """``node`` never writes: a statement, a comment, a text run whitespace control always removes."""

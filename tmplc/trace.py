@@ -87,6 +87,8 @@ def _atoms(loops: tuple[Block, ...], kwargs_atoms: tuple[str, ...]) -> tuple[Ato
             Atom(block.start, "content", f"{var}.content"),
             Atom(block.start, "tool_calls", f"{var}.tool_calls"),
             Atom(block.start, "reasoning", f"{var}.reasoning_content"),
+            # The final message, readable inside an inner loop that shadows ``loop.last``.
+            Atom(block.start, "final", f"messages and {var} is sameas messages[-1]"),
         ]
     if loops:
         inner = loops[-1].start
@@ -94,6 +96,7 @@ def _atoms(loops: tuple[Block, ...], kwargs_atoms: tuple[str, ...]) -> tuple[Ato
             Atom(inner, "first", "loop.first"),
             Atom(inner, "last", "loop.last"),
             Atom(inner, "prev_assistant", 'loop.previtem is defined and loop.previtem.role == "assistant"'),
+            Atom(inner, "prev_tool", 'loop.previtem is defined and loop.previtem.role == "tool"'),
         ]
     atoms.append(Atom(-1, "last_assistant", 'messages and messages[-1].role == "assistant"'))
     for name in kwargs_atoms:

@@ -114,7 +114,7 @@ def test_site_atoms_in_a_loop_and_kwargs():
     src = "{% for m in messages %}{{ m.content }}{% endfor %}"
     (site,) = sites(parse(src), ("enable_thinking",))
     assert [a.kind for a in site.atoms] == [
-        "role", "content", "tool_calls", "reasoning", "first", "last", "prev_assistant",
+        "role", "content", "tool_calls", "reasoning", "final", "first", "last", "prev_assistant", "prev_tool",
         "last_assistant", "enable_thinking_on", "enable_thinking_off",
     ]
     assert {a.scope for a in site.atoms if a.kind in ("role", "first")} == {0}
@@ -168,3 +168,28 @@ def test_emissions_name_their_node_and_atoms():
     assert [kinds(e)["last"] for e in content] == [False, True]
     assert [kinds(e)["prev_assistant"] for e in content] == [False, False]
     assert [kinds(e)["last_assistant"] for e in content] == [True, True]
+
+
+def test_final_and_prev_tool_atoms_read_the_outer_message_inside_an_inner_loop():
+    """``final`` (the message is the conversation's last) stays readable inside an inner loop
+    that shadows ``loop.last`` (a tool call's loop); ``prev_tool``: the previous message is a tool."""
+    src = "{% for m in messages %}{% for c in m.calls or [m] %}<{{ c.role or 'call' }}>{% endfor %}{% endfor %}"
+    inst = instrument(parse(src))
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "calls": [{"n": 1}]},
+            {"role": "tool", "content": "r"}, {"role": "assistant", "calls": [{"n": 2}, {"n": 3}]}]
+    trace = read_trace(inst, render(inst.compiled, msgs)[0])
+    writes = [e for e in trace.emissions if isinstance(inst.sites[e.site].node, Output)]
+
+    def kind(e, k, scope):
+        return next(v for a, v in e.atoms.items() if a.kind == k and a.scope == scope)
+
+    outer, inner = src.index("{% for m"), src.index("{% for c")
+    assert [trace.text[e.start:e.end] for e in writes] == ["user", "call", "tool", "call", "call"]
+    assert [kind(e, "final", outer) for e in writes] == [False, False, False, True, True]
+    assert [kind(e, "last", inner) for e in writes] == [True, True, True, False, True]  # the inner loop's
+    assert [kind(e, "prev_tool", inner) for e in writes] == [False, False, False, False, False]
+    flat = "{% for m in messages %}<{{ m.role }}>{% endfor %}"
+    inst = instrument(parse(flat))
+    trace = read_trace(inst, render(inst.compiled, msgs)[0])
+    roles = [e for e in trace.emissions if isinstance(inst.sites[e.site].node, Output)]
+    assert [next(v for a, v in e.atoms.items() if a.kind == "prev_tool") for e in roles] == [False, False, False, True]
