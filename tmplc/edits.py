@@ -22,6 +22,12 @@ from dataclasses import dataclass
 from .syntax import Comment, Node, Output, Raw, Tag, Template, Text
 
 
+def block_tag(body: str, lm: str = "", rm: str = "") -> str:
+    """``{%`` + ``lm`` + `` body `` + ``rm`` + ``%}``: a block tag with whitespace-control modifiers
+    (``-``, ``+`` or ``""`` on each side; see the module docstring for which one an insertion needs)."""
+    return "{%" + lm + " " + body + " " + rm + "%}"
+
+
 @dataclass(frozen=True)
 class Insertion:
     """Tags to insert at ``pos``; ``bodies`` are tag bodies such as ``"generation"``."""
@@ -111,8 +117,9 @@ class Editor:
         for k, body in enumerate(bodies):
             a = lm if k == 0 else ""
             b = rm if k == len(bodies) - 1 else ""
-            out.append("{%" + a + " " + body + " " + b + "%}")
+            out.append(block_tag(body, a, b))
         return "".join(out)
+
 
     def apply(self, insertions: list[Insertion], replacements: tuple[tuple[int, int, str], ...] | list[tuple[int, int, str]] = ()) -> str:
         """Apply insertions (and plain replacements ``(start, end, text)``) to the source.

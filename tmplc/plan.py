@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import cached_property
 
 from .edits import is_split_marker
 from .locate import IN, OUT, STRADDLE, Evidence, Labelled
 from .reasons import CannotAugment, Reason
-from .syntax import Block, Comment, Node, Output, Statement, Template, Text
+from .syntax import Block, Comment, Node, Output, Statement, Template, Text, targets
 from .trace import Atom, Instrumented, Site
 
 LOOP_ATOMS = ("first", "last", "prev_assistant", "prev_tool")
@@ -122,7 +123,6 @@ class Planner:
         self.two_pass = two_pass
         self.site_of = {id(s.node): s for s in inst.sites}
         self._sites_cache: dict[int, list[Site]] = {}
-        self._refs: dict[str, list[int]] | None = None
 
     def sites_in(self, node: Node) -> list[Site]:
         key = id(node)
@@ -185,12 +185,9 @@ class Planner:
 
         def close():
             nonlocal run, cond
-            while run and not self.items([run[-1]]):
-                run.pop()
-            while run and not self.items([run[0]]):
-                run.pop(0)
+            run = self._trimmed(run)
             if run and cond is not False:
-                self._close(list(run), cond, stack, regions)  # type: ignore[arg-type]
+                self._close(run, cond, stack, regions)  # type: ignore[arg-type]
             run, cond = [], False
 
         i = 0
@@ -255,15 +252,26 @@ class Planner:
         if bad is None:
             regions.append(Region(list(run), cond))
             return
-        for part in (run[:bad], run[bad + 1:]):
-            while part and not self.items([part[-1]]):
-                part.pop()
-            while part and not self.items([part[0]]):
-                part.pop(0)
+        for part in (self._trimmed(run[:bad]), self._trimmed(run[bad + 1:])):
             if part:
                 c = self.condition([n for n in part if self.items([n])], stack)
                 if c is not False:
                     self._close(part, c, stack, regions)  # type: ignore[arg-type]
+
+    def _trimmed(self, run: list[Node], end: bool = True) -> list[Node]:
+        """``run`` without the leading nodes that write nothing the trace saw (and the trailing
+        ones, unless ``end`` is False)."""
+        a, b = 0, len(run)
+        while a < b and not self.items([run[a]]):
+            a += 1
+        while end and b > a and not self.items([run[b - 1]]):
+            b -= 1
+        return run[a:b]
+
+    @cached_property
+    def refs(self) -> dict[str, list[int]]:
+        """Where each name is read or assigned in the template (:func:`_references`)."""
+        return _references(self.template)
 
     def confined(self, node: Node, start: int, end: int) -> bool:
         """Every name ``node``'s plain ``set`` statements assign (nested ones too) is read and
@@ -273,9 +281,7 @@ class Planner:
         names = _set_names(node)
         if names is None:
             return False
-        if self._refs is None:
-            self._refs = _references(self.template)
-        return all(start <= p < end for n in names for p in self._refs.get(n, ()))
+        return all(start <= p < end for n in names for p in self.refs.get(n, ()))
 
     def _unplaceable(self, node: Node, items: list[Labelled]) -> CannotAugment:
         """Why ``node`` (an output, not a block) gets no region, with a probe that shows it."""
@@ -347,19 +353,16 @@ class Planner:
         run sets must be read only inside it. The rewrite checks the result on the probes.
         """
         roles: dict[int, str] = {}
-        if self.role(node, stack, False, roles, True) != "split" or not self._generated_first(node):
+        if self.role(node, stack, False, roles, True) != "split" or not self._generated_before_prompt(node):
             return None
-        while run and not self.items([run[0]]):
-            run = run[1:]
+        run = self._trimmed(run, end=False)
         if not run:
             return None
-        if self._refs is None:
-            self._refs = _references(self.template)
         for n in run:
             names = _set_names(n) if _blocking(n) else set()
             if names is None:
                 return None
-            refs = [p for name in names for p in self._refs.get(name, ())]
+            refs = [p for name in names for p in self.refs.get(name, ())]
             if not all(run[0].start <= p < node.end for p in refs):
                 return None
             later = any(p >= node.start for p in refs)
@@ -369,7 +372,7 @@ class Planner:
         roles[id(node)] = "split"
         return Region([*run, node], None, roles, generated_first=True)
 
-    def _generated_first(self, node: Node) -> bool:
+    def _generated_before_prompt(self, node: Node) -> bool:
         """In every trace, ``node``'s generated emissions all end before its prompt ones start."""
         by_trace: dict[int, list[Labelled]] = {}
         for it in self.items([node]):
@@ -488,11 +491,10 @@ def _set_names(node: Node) -> set[str] | None:
     if isinstance(node, Statement):
         if node.name != "set":
             return None if node.name in ("import", "from", "extends", "break", "continue", "include") else set()
-        sig = node.tag.sig()
-        if len(sig) > 2 and sig[2].text == ".":
+        assigned = targets(node)
+        if any(len(t) == 3 and t[1].text == "." for t in assigned):
             return set()
-        head = sig[1: next((k for k, t in enumerate(sig) if t.text == "="), len(sig))]
-        return {t.text for t in head if t.kind == "NAME"}
+        return {t.text for target in assigned for t in target if t.kind == "NAME"}
     if isinstance(node, Block):
         if node.name in ("macro", "set", "block"):
             return None

@@ -12,7 +12,7 @@ import re
 from . import __version__
 from .analysed import Analysed
 from .conversations import Case
-from .edits import Editor, cleanup, stand_in
+from .edits import Editor, block_tag, cleanup, stand_in
 from .locate import collect
 from .oracle import with_appended_stop
 from .plan import Planner, Region
@@ -131,26 +131,22 @@ def assemble(template: Template, regions: list[Region]) -> str:
     editor = Editor(template)
     source = template.source
     reps: list[tuple[int, int, str]] = []
-
-    def tag(body: str, lm: str = "", rm: str = "") -> str:
-        return "{%" + lm + " " + body + " " + rm + "%}"
-
     for r in regions:
         s, e = editor.normalize(r.start), editor.normalize(r.end)
         lms, rms = editor.mods(s)
         lme, rme = editor.mods(e)
         body = source[s:e]
         if r.generated_first:
-            text = tag("generation", lms, rms) + _generated_first(editor, r)
+            text = block_tag("generation", lms, rms) + _generated_first(editor, r)
         elif r.roles is not None:
-            text = _two_pass(editor, r, e) + tag("endgeneration", lme, "" if r.condition else rme)
-            text += tag("endif", "", rme) if r.condition else ""
+            text = _two_pass(editor, r, e) + block_tag("endgeneration", lme, "" if r.condition else rme)
+            text += block_tag("endif", "", rme) if r.condition else ""
         elif r.condition is None:
-            text = tag("generation", lms, rms) + body + tag("endgeneration", lme, rme)
+            text = block_tag("generation", lms, rms) + body + block_tag("endgeneration", lme, rme)
         else:
             text = (
-                tag(f"if {r.condition}", lms) + tag("generation", "", rms) + body
-                + tag("endgeneration", lme) + tag("else", "", rms) + body + tag("endif", lme, rme)
+                block_tag(f"if {r.condition}", lms) + block_tag("generation", "", rms) + body
+                + block_tag("endgeneration", lme) + block_tag("else", "", rms) + body + block_tag("endif", lme, rme)
             )
         reps.append((s, e, text))
     return editor.apply([], reps)
@@ -199,8 +195,7 @@ def _project(editor: Editor, node: Node, roles: dict[int, str], keep: str) -> st
     if role.startswith("if:"):
         cond = role[3:] if keep == "in" else negate(role[3:])
         (lms, rms), (lme, rme) = editor.mods(node.start), editor.mods(node.end)
-        return ("{%" + lms + " if " + cond + " " + rms + "%}" + source[node.start : node.end]
-                + "{%" + lme + " endif " + rme + "%}")
+        return block_tag(f"if {cond}", lms, rms) + source[node.start : node.end] + block_tag("endif", lme, rme)
     if role == "split" and isinstance(node, Block):
         bodies = [_project_all(editor, clause.body, roles, keep, False) for clause in node.clauses]
         hoisted = _hoisted(editor, node, bodies) if keep == "out" else None

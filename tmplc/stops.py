@@ -31,11 +31,11 @@ checks the result.
 
 from __future__ import annotations
 
-from .edits import Editor
+from .edits import Editor, block_tag
 from .locate import IN, Evidence
 from .plan import Region
-from .syntax import Block, Node, Output, Statement, Template, Text
-from .trace import Instrumented, Site
+from .syntax import Block, Output, Template, Text, targets
+from .trace import Instrumented, Site, loop_var
 
 # loop.<attr> of the next iteration, read from the current one.
 _NEXT_LOOP = {"first": "false", "last": "(loop.revindex0 == 1)", "index0": "(loop.index0 + 1)",
@@ -50,23 +50,6 @@ class _Unreadable(Exception):
 FLAGS = "tmplc_stop"  # the namespace whose attributes say "the previous turn wrote this marker"
 
 
-def _targets(node: Node) -> list[list]:
-    """The assignment targets of a ``set``/``for`` node: one token list per target."""
-    tag = node.tag if isinstance(node, Statement) else node.clauses[0].tag if isinstance(node, Block) else None
-    if tag is None or tag.name not in ("set", "for"):
-        return []
-    sig = tag.sig()[1:]
-    stop = "=" if tag.name == "set" else "in"
-    head = sig[: next((k for k, t in enumerate(sig) if t.text == stop), len(sig))]
-    targets: list[list] = [[]]
-    for t in head:
-        if t.text == ",":
-            targets.append([])
-        elif t.text not in ("(", ")"):
-            targets[-1].append(t)
-    return [t for t in targets if t]
-
-
 def _assigned(template: Template, loop: Block) -> tuple[set[str], dict[str, list[int]]]:
     """What the body of ``loop`` assigns: names (``{% set x %}``, inner loop targets), and
     namespace attributes (``{% set ns.x %}``) with the offsets of their assignments."""
@@ -75,7 +58,7 @@ def _assigned(template: Template, loop: Block) -> tuple[set[str], dict[str, list
     for node, stack in template.walk():
         if loop not in stack:
             continue
-        for target in _targets(node):
+        for target in targets(node):
             if len(target) == 3 and target[1].text == ".":
                 attrs.setdefault(f"{target[0].text}.{target[2].text}", []).append(node.start)
             else:
@@ -95,17 +78,13 @@ class _Scope:
     """
 
     def __init__(self, template: Template, loop: Block, turn_end: int, node_start: int):
-        self.var = _loop_var(loop)
+        var = loop_var(loop)
+        if var is None:
+            raise _Unreadable("loop target")
+        self.var = var
         self.local, attrs = _assigned(template, loop)
         self.stale = {a for a, offsets in attrs.items()
                       if any(p >= turn_end or p < node_start for p in offsets)}
-
-
-def _loop_var(loop: Block) -> str:
-    sig = loop.clauses[0].tag.sig()
-    if len(sig) < 4 or sig[2].text != "in" or sig[1].kind != "NAME":
-        raise _Unreadable("loop target")
-    return sig[1].text
 
 
 def for_next(tokens, var: str, local: set[str], stale: frozenset[str] | set[str] = frozenset()) -> str:
@@ -269,7 +248,7 @@ def move_markers(template: Template, inst: Instrumented, evidence: Evidence, reg
         s, e = site.node.start, site.node.end
         (lms, rms), (lme, rme) = editor.mods(s), editor.mods(e)
         reps.append((s, e, "{%" + lms + f" if {flag} %}}{{% set {flag} = false %}}{{% else " + rms + "%}"
-                     + template.source[s:e] + _tag("endif", lme, rme)))
+                     + template.source[s:e] + block_tag("endif", lme, rme)))
         appended.setdefault(editor.normalize(turn.end), []).append(
             "{% if " + cond + f" %}}{{% set {flag} = true %}}{{{{ " + text + " }}{% endif %}")
     if not loops:
@@ -280,18 +259,14 @@ def move_markers(template: Template, inst: Instrumented, evidence: Evidence, reg
         lm, rm = editor.mods(pos)
         inner = "".join(parts)  # "{% if ... %}...{% endif %}": the outer tags take the neighbours' effect
         reps.append((pos, pos, "{%" + lm + inner[2:-2] + rm + "%}"))
-    for start in {id(b): b.start for b in loops.values()}.values():
+    for start in sorted({b.start for b in loops.values()}):
         flags = ", ".join(f"m{k}=false" for k, b in loops.items() if b.start == start)
         lm, rm = editor.mods(start)
-        reps.append((start, start, _tag(f"set {FLAGS} = namespace({flags})", lm, rm)))
+        reps.append((start, start, block_tag(f"set {FLAGS} = namespace({flags})", lm, rm)))
     try:
         return editor.apply([], reps)
     except ValueError:
         return None
-
-
-def _tag(body: str, lm: str = "", rm: str = "") -> str:
-    return "{%" + lm + " " + body + " " + rm + "%}"
 
 
 __all__ = ["for_next", "move_markers"]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tmplc.syntax import LineIndex, parse
+from tmplc.syntax import LineIndex, parse, targets
 
 POSITION = [
     ("ab\ncd\n", 0, (1, 1), "start"),
@@ -40,3 +40,20 @@ def test_template_where(source, index, expected):
 def test_template_where_escapes_a_newline_once():
     t = parse("{% if x %}\nA{% endif %}")
     assert t.where(t.body[0]) == "1:1 '{% if x %}\\nA{% endif %}'"
+
+
+TARGETS = [
+    ("{% set x = 1 %}", [["x"]], "set"),
+    ("{% set a, b = 1, 2 %}", [["a"], ["b"]], "set-tuple"),
+    ("{% set (a, b) = t %}", [["a"], ["b"]], "set-parenthesised-tuple"),
+    ("{% set ns.x = 1 %}", [["ns", ".", "x"]], "namespace-attribute"),
+    ("{% set s %}x{% endset %}", [["s"]], "set-block"),
+    ("{% for k, v in d.items() %}{% endfor %}", [["k"], ["v"]], "for-tuple"),
+    ("{% if x %}{% endif %}", [], "not-an-assignment"),
+    ("{{ x }}", [], "output"),
+]
+
+
+@pytest.mark.parametrize("src, expected", [r[:2] for r in TARGETS], ids=[r[2] for r in TARGETS])
+def test_targets(src, expected):
+    assert [[t.text for t in target] for target in targets(parse(src).body[0])] == expected

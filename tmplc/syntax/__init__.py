@@ -14,6 +14,7 @@ from .cst import (
     Text,
     Token,
     parse,
+    targets,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "Text",
     "Token",
     "parse",
+    "targets",
 ]

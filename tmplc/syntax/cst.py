@@ -239,6 +239,25 @@ class Template:
         return f"{line}:{col} {self.source[node.start : node.end][:60]!r}"
 
 
+def targets(node: Node) -> list[list[Token]]:
+    """The assignment targets of a ``set`` statement or block or a ``for`` block, one token list
+    per target (``{% set a, b = … %}`` → ``[[a], [b]]``, ``{% set ns.x = … %}`` → ``[[ns, ., x]]``,
+    ``{% for k, v in … %}`` → ``[[k], [v]]``); ``[]`` for any other node."""
+    tag = node.tag if isinstance(node, Statement) else node.clauses[0].tag if isinstance(node, Block) else None
+    if tag is None or tag.name not in ("set", "for"):
+        return []
+    sig = tag.sig()[1:]
+    stop = "=" if tag.name == "set" else "in"
+    head = sig[: next((k for k, t in enumerate(sig) if t.text == stop), len(sig))]
+    out: list[list[Token]] = [[]]
+    for t in head:
+        if t.text == ",":
+            out.append([])
+        elif t.text not in ("(", ")"):
+            out[-1].append(t)
+    return [t for t in out if t]
+
+
 def _is_block_set(toks: list[Token]) -> bool:
     depth = 0
     for t in toks:
