@@ -9,12 +9,14 @@ import re
 
 import pytest
 from conftest import CORPUS, PROOF_EXAMPLES, REPO, read
+from real_tokenizers import get_tokenizer
 from test_trl_compare import compare
 
 from tmplc import augment
 from tmplc.conversations import TOOLS, Case, base_kwargs, tool_call, wrap
 from tmplc.render import render
-from tmplc.verification import Renderings, merge_spans
+from tmplc.tokens import check_tokens, plain
+from tmplc.verification import Renderings, mask_of, merge_spans
 
 
 def user(i, body="u"):
@@ -290,6 +292,29 @@ def test_closing_tag_of_a_message_header_ends_a_turn_that_wrote_its_own_header()
     start, end = oracle.turns[5]
     assert text[start:end] == "<|turn>model\n«5c»a«/5c»<turn|>\n"
     assert text[end:].startswith("<|turn>user\n«6c»")
+
+
+@pytest.mark.parametrize("calls", [1, 2])
+def test_diffusion_gemma_history_turn_and_next_header_are_one_block(calls):
+    """DiffusionGemma under the default policy: a history turn's content (written after its tool
+    results) is followed directly by the next assistant's own `<|turn>model\n`, written `calls + 1`
+    loop iterations later (the tool messages write nothing). tmplc writes that header inside the
+    turn's block: one span runs from the content into the next turn, the rendering is unchanged,
+    the masks are the oracle's, and transformers loses no token of an emoji that ends the content
+    (two blocks meeting there lost its other byte tokens)."""
+    source = read(CORPUS / f"{DGEMMA}.jinja")
+    a1 = assistant(1, body="a \U0001F600", calls=calls)
+    msgs = [user(0), a1, *[tool(2 + k, a1) for k in range(calls)], assistant(2 + calls), user(3 + calls)]
+    case = Case(msgs, TOOLS, base_kwargs())
+    oracle = Renderings(source, case).oracle()
+    text, spans = render(written(DGEMMA), msgs, TOOLS, add_generation_prompt=False, **base_kwargs())
+    assert text == oracle.text
+    assert not [(a, b) for a, b in _touching(spans) if not text[a[1] - 1].isascii()]  # the proof allows ASCII seams
+    assert mask_of(spans) == oracle.mask()
+    turn = next(text[a:b] for a, b in merge_spans(spans) if "«1c»" in text[a:b])
+    assert f"\U0001F600«/1c»<|turn>model\n«{2 + calls}c»" in turn
+    report = check_tokens(get_tokenizer("qwen3"), written(DGEMMA), plain(case))
+    assert report.ok and report.lost == report.added == 0, report.detail
 
 
 def _final_turn(source, msgs):
