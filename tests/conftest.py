@@ -1,4 +1,5 @@
 import os
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,16 @@ def qwen2_5_masking_the_cue() -> str:
 def read(path: Path) -> str:
     with open(path, encoding="utf-8", newline="") as fh:
         return fh.read()
+
+
+@cache
+def augmented(name: str, examples: int, seed: int = 0):
+    """``augment`` of the corpus template ``NAME.jinja`` (labelled ``NAME.jinja``), computed once per
+    session for the same arguments: test_augment and test_trl_compare prove the same TRL templates
+    with the same examples and seed (augment is deterministic in them). Treat the result as read-only."""
+    from tmplc import augment
+
+    return augment(read(CORPUS / f"{name}.jinja"), f"{name}.jinja", examples=examples, seed=seed)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """augment proves and writes the issue's target templates; the result re-verifies."""
 
 import pytest
-from conftest import CORPUS, PROOF_EXAMPLES, read
+from conftest import CORPUS, PROOF_EXAMPLES, augmented, read
 
 from tmplc import augment, verify
 from tmplc.render import render
@@ -17,7 +17,7 @@ TARGETS = [
 @pytest.mark.parametrize("name", TARGETS)
 def test_target_proved(name):
     source = read(CORPUS / f"{name}.jinja")
-    result = augment(source, f"{name}.jinja", examples=PROOF_EXAMPLES, seed=0)
+    result = augmented(name, PROOF_EXAMPLES, 0)
     assert result.status == "proved", (result.reason, result.message)
     assert result.report.valid > 0 and result.report.turns_checked > 0
     assert "{% generation" in result.text or "{%- generation" in result.text or "generation" in result.text

@@ -14,14 +14,14 @@ from functools import cached_property
 import jinja2
 from jinja2 import meta, nodes
 
-from .conversations import Case
+from .conversations import Case, PerCase
 from .errors import NestingError
 from .oracle import Oracle
 from .probes import THINKING_KWARGS, Features, detect_features, probe_cases, with_prefixes
 from .render import environment, has_markers, jinja_error
 from .syntax import Template, parse
 from .trace import Instrumented, instrument
-from .verification import Renderings
+from .verification import Outcome, Renderings
 
 
 @contextmanager
@@ -57,8 +57,13 @@ class Analysed:
         self.source = source
         self.label = label
         self.policy = policy  # the oracle's masking policy (tmplc.oracle.POLICIES)
-        self._oracles: dict[int, tuple[Case, Oracle | None]] = {}
+        self._oracles: PerCase[Oracle | None] = PerCase()
         self._variants: dict[str, Instrumented] = {}
+        # This template's renderings of conversation prefixes (:class:`tmplc.verification.Renderings`'
+        # memo), shared by its oracles and every proof and probe check that renders it: the
+        # counterexample rounds of one augment render the same conversations again, only the
+        # training template changes.
+        self.renderings: dict[tuple, Outcome] = {}
 
     def __repr__(self) -> str:
         return f"Analysed({self.label!r}, {len(self.source)} characters)"
@@ -135,11 +140,7 @@ class Analysed:
     def oracle(self, case: Case) -> Oracle | None:
         """The oracle's expected masks of ``case`` rendered by this template (memoised per case
         object), or None when the template raises on the conversation or a prefix of it."""
-        hit = self._oracles.get(id(case))
-        if hit is None or hit[0] is not case:
-            hit = (case, Renderings(self.compiled, case, policy=self.policy).oracle())
-            self._oracles[id(case)] = hit
-        return hit[1]
+        return self._oracles.get(case, lambda c: Renderings(self.compiled, c, self.renderings, self.policy).oracle())
 
 
 def analyse(source: str, label: str = "<string>") -> Analysed:

@@ -187,9 +187,10 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
     if history:
         return _prefix_preserving(original, name, examples, seed, clock, tokens)
     append = stop_to_append(original) if append_stop else ""
-    result = _rounds(original, name, examples, seed, clock, True, append, tokens)
+    proofs: Proofs = {}
+    result = _rounds(original, name, examples, seed, clock, True, append, tokens, proofs=proofs)
     if isinstance(result, tuple):  # a moved marker did not pass: the plan as is
-        result = _rounds(original, name, examples, seed, clock, False, append, tokens)
+        result = _rounds(original, name, examples, seed, clock, False, append, tokens, proofs=proofs)
     return result
 
 
@@ -217,9 +218,10 @@ def _prefix_preserving(original: Analysed, name: str, examples: int, seed: int, 
                 target = Analysed(rewritten.source, name, original.policy)
                 target.__dict__["features"] = original.features  # the proof draws what the original accepts
         declared = rewritten.declaration()
-        result = _rounds(target, name, examples, seed, clock, True, "", tokens, original, declared)
+        proofs: Proofs = {}
+        result = _rounds(target, name, examples, seed, clock, True, "", tokens, original, declared, proofs)
         if isinstance(result, tuple):
-            result = _rounds(target, name, examples, seed, clock, False, "", tokens, original, declared)
+            result = _rounds(target, name, examples, seed, clock, False, "", tokens, original, declared, proofs)
         assert not isinstance(result, tuple)
         f = result.counterexample if isinstance(result, Unsupported) else None
         if f is None or f.kind is not FailureKind.HISTORY or f.case in extra:
@@ -239,12 +241,21 @@ def _prefix_preserving(original: Analysed, name: str, examples: int, seed: int, 
 ALREADY_NOTE = "note: --prefix-preserving: history is already rendered as generated; the rendering is unchanged"
 
 
+# The training template and proof of each training text one augment has proved, by text: the
+# proof is deterministic in the two templates, examples, seed, tokens, append and source, so a
+# round whose rewrite writes a text already proved (DiffusionGemma's rounds 3 to 6 do) takes
+# that proof instead of repeating it. One dict per original (and its proof arguments).
+Proofs = dict[str, tuple[Analysed, ProofReport]]
+
+
 def _rounds(original: Analysed, name: str, examples: int, seed: int, clock: _Clock, move: bool, append: str = "",
-            tokens: TokenChecker | None = None, source: Analysed | None = None, history: str = ""):
+            tokens: TokenChecker | None = None, source: Analysed | None = None, history: str = "",
+            proofs: Proofs | None = None):
     """Rewrite and prove, learning from counterexamples (at most :data:`MAX_ROUNDS`). Returns an
     :data:`AugmentResult`, or ``(failure,)`` when ``move`` moved a marker and no round passed.
     ``source`` and ``history``: ``--prefix-preserving``'s shipped template (``original`` is its
-    rewrite) and the declared change."""
+    rewrite) and the declared change; ``proofs``: the texts proved so far (:data:`Proofs`)."""
+    proofs = {} if proofs is None else proofs
     features = original.features
     cases = list(original.probes_and_prefixes)
     last_failure: Failure | None = None
@@ -258,15 +269,20 @@ def _rounds(original: Analysed, name: str, examples: int, seed: int, clock: _Clo
             cex = Failure(FailureKind.ORACLE, exc.message, exc.case) if exc.case is not None else last_failure
             return Unsupported(exc.reason, exc.message, cex, report, features, clock.timings)
         moved_any = moved_any or moved
-        with clock("rewrite"):
-            training = Analysed(header(name, examples, seed, append, original.policy, history) + body, name)
-            try:
-                training.compiled  # noqa: B018 - any other uncompilable rewrite is an internal error
-            except NestingError as exc:
-                return Unsupported(Reason.TOO_DEEPLY_NESTED, f"the training template (markers add a level) is "
-                                   f"{exc.message}", None, report, features, clock.timings)
-        with clock("proof"):
-            report = prove(original, training, examples, seed, tokens=tokens, append=append, source=source)
+        text = header(name, examples, seed, append, original.policy, history) + body
+        if text in proofs:
+            training, report = proofs[text]
+        else:
+            with clock("rewrite"):
+                training = Analysed(text, name)
+                try:
+                    training.compiled  # noqa: B018 - any other uncompilable rewrite is an internal error
+                except NestingError as exc:
+                    return Unsupported(Reason.TOO_DEEPLY_NESTED, f"the training template (markers add a level) is "
+                                       f"{exc.message}", None, report, features, clock.timings)
+            with clock("proof"):
+                report = prove(original, training, examples, seed, tokens=tokens, append=append, source=source)
+            proofs[text] = training, report
         failure = report.failure
         if failure is None and report.turns_checked == 0:
             return Unsupported(Reason.NEVER_RENDERS_ASSISTANT,

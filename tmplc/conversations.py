@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .render import render
 
@@ -73,6 +74,25 @@ class Case:
         if self.add_generation_prompt:
             data["add_generation_prompt"] = True
         return json.dumps(data, ensure_ascii=False, indent=1)
+
+
+T = TypeVar("T")
+
+
+class PerCase(Generic[T]):
+    """Values memoised per :class:`Case` object (a case holds lists and dicts, so it is its
+    identity that keys the memo; the case is kept alive with its value, so its ``id`` is not
+    reused by another case)."""
+
+    def __init__(self) -> None:
+        self._values: dict[int, tuple[Case, T]] = {}
+
+    def get(self, case: Case, compute: Callable[[Case], T]) -> T:
+        """The value of ``case``, ``compute(case)`` the first time this case object is asked for."""
+        hit = self._values.get(id(case))
+        if hit is None or hit[0] is not case:
+            hit = self._values[id(case)] = (case, compute(case))
+        return hit[1]
 
 
 def sentinel(index: int, name: str, closing: bool = False) -> str:

@@ -7,6 +7,7 @@ Used by ``tmplc corpus DIR``, by the corpus test and by ``bench/corpus.py``;
 from __future__ import annotations
 
 import csv
+import multiprocessing
 import os
 import statistics
 import time
@@ -81,9 +82,13 @@ def run(paths: Path | list[Path], examples: int = 40, seed: int = 0, jobs: int |
     if workers <= 1 or len(tasks) <= 1:
         return [_row(t) for t in tasks]
     # Largest templates first (their size stands in for their cost), so no worker is left with a
-    # long one at the end while the others idle; rows are put back in input order.
+    # long one at the end while the others idle; rows are put back in input order. Workers are
+    # started afresh ("spawn"), not forked from the caller: a forked worker runs at the caller's
+    # Python stack depth, and at some depths (under pytest) CPython 3.11 allocates and frees a
+    # frame stack chunk on nearly every call (cpython gh-142183: some 40 s of system time for the
+    # corpus test).
     order = sorted(range(len(tasks)), key=lambda k: -_size(tasks[k][0]))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         done = list(pool.map(_row, [tasks[k] for k in order], chunksize=1))
     rows: list[dict] = [{}] * len(tasks)
     for k, row in zip(order, done):

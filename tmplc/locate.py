@@ -89,7 +89,7 @@ def collect(oracles: list[tuple[Case, Oracle | None]], inst: Instrumented) -> Ev
         if oracle.problems:
             continue
         assistant_turns += len(oracle.turns)
-        raw = case.render(inst.compiled)[0]
+        raw = inst.rendering(case)
         try:
             trace = read_trace(inst, raw)
         except TraceError as exc:

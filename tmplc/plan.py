@@ -77,8 +77,11 @@ def find_condition(items: list[Labelled], allowed: list[Atom]) -> str | None:
     """The simplest condition over ``allowed`` atoms true on every *in* emission and false on
     every *out* one, as Jinja text; ``None`` when there is none."""
     common = [a for a in allowed if all(a in it.emission.atoms for it in items)]
+    # A formula reads only these atoms: each distinct row of their values and the label is checked once.
+    rows = {(tuple(it.emission.atoms[a] for a in common), it.label == IN) for it in items}
+    checks = [(dict(zip(common, values)), inside) for values, inside in rows]
     for formula in _formulas(common):
-        if all(_holds(formula, it.emission.atoms) == (it.label == IN) for it in items):
+        if all(_holds(formula, values) == inside for values, inside in checks):
             return _text(formula)
     return None
 

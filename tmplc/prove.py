@@ -201,7 +201,9 @@ def prove(original: Analysed, training: Analysed, examples: int = 200, seed: int
         ``render-too-large``).
     """
     report = ProofReport(seed=seed)
-    memos: tuple[dict, ...] = ({}, {}, {})  # renderings shared by the examples (identical prefixes recur)
+    # Renderings shared by the examples (identical prefixes recur); the original's and the
+    # shipped template's by every proof of theirs (Analysed.renderings).
+    memos: tuple[dict, ...] = (original.renderings, {}, {} if source is None else source.renderings)
 
     @hseed(seed)
     @settings(

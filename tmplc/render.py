@@ -84,7 +84,14 @@ class TraceExtension(jinja2.ext.Extension):
     """``{% tmplc_mark a, b, ... %}``: emits ``TRACE_OPEN + ",".join(args) + TRACE_CLOSE``.
 
     Only the tracer (:mod:`tmplc.trace`) inserts this tag, into an instrumented copy of a
-    template; it is never written to a user's file.
+    template; it is never written to a user's file. An opening mark (``b`` is ``0``) names its
+    set of atom expressions by number: ``id, 0, k, atoms...`` where set ``k`` first occurs in the
+    text, ``id, 0, k`` after that. The parser reads each set once and gives every later mark
+    the same expression nodes, so the mark compiles to the code its atoms written out compile
+    to (the same few sets recur at every site of an instrumented copy; lexing and parsing them
+    again and again was most of its compile time). Sharing the nodes is safe because jinja2's
+    code generator does not modify the tree; its optimizer would, and the trace environment
+    runs without it (:func:`environment`).
     """
 
     tags = {"tmplc_mark"}
@@ -94,6 +101,17 @@ class TraceExtension(jinja2.ext.Extension):
         args = [parser.parse_expression()]
         while parser.stream.skip_if("comma"):
             args.append(parser.parse_expression())
+        if len(args) > 2:  # an opening mark: id, 0, the number of its atom set[, the set's atoms]
+            sets = parser.__dict__.setdefault("tmplc_atom_sets", {})  # this parse's sets, by number
+            number = args.pop(2)
+            if not isinstance(number, jinja2.nodes.Const):
+                parser.fail("tmplc_mark: the third argument of an opening mark is the number of its atom set", lineno)
+            if len(args) > 2:
+                sets[number.value] = args[2:]
+            elif number.value in sets:
+                args += sets[number.value]
+            else:
+                parser.fail(f"tmplc_mark: atom set {number.value} is used before it is defined", lineno)
         return jinja2.nodes.Output([self.call_method("_mark", args)]).set_lineno(lineno)
 
     @staticmethod
@@ -301,7 +319,11 @@ def environment(trace: bool = False) -> ImmutableSandboxedEnvironment:
     """Build the Jinja environment transformers uses for chat templates.
 
     Args:
-        trace: also enable the internal ``tmplc_mark`` tag used by the tracer.
+        trace: also enable the internal ``tmplc_mark`` tag used by the tracer. Its environment
+            compiles without jinja2's constant-folding optimizer (``optimized=False``, which
+            renders the same text): an instrumented copy is some 15 times the template's size,
+            mostly the atoms' nested expressions, which the optimizer walks again at every level
+            (a third of the copy's compile time); each copy renders a few dozen probes.
 
     Returns:
         A cached ``ImmutableSandboxedEnvironment``; do not mutate it.
@@ -309,7 +331,7 @@ def environment(trace: bool = False) -> ImmutableSandboxedEnvironment:
     extensions: list[Any] = [GenerationExtension, jinja2.ext.loopcontrols]
     if trace:
         extensions.append(TraceExtension)
-    env = _Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=extensions)
+    env = _Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=extensions, optimized=not trace)
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now

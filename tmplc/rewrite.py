@@ -119,7 +119,7 @@ def holds_on_probes(original: Analysed, text: str, cases: list[Case], append: st
     for case in cases:
         if original.oracle(case) is None:
             continue
-        result = check_renderings(Renderings(original.compiled, case, policy=original.policy),
+        result = check_renderings(Renderings(original.compiled, case, original.renderings, original.policy),
                                   Renderings(training, case, policy=original.policy), append=append)
         if not result.ok:
             return False

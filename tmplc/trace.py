@@ -1,6 +1,6 @@
 """Trace which template node produced each character of a rendering.
 
-An instrumented copy of the template gets a ``{% tmplc_mark id, 0, atoms... %}`` before and a
+An instrumented copy of the template gets a ``{% tmplc_mark id, 0, k, atoms... %}`` before and a
 ``{% tmplc_mark id, 1 %}`` after every output node the generation tracker can see (text runs,
 ``{{ }}`` outputs, raw blocks and opaque ``call``/``filter`` blocks that are not inside a macro
 or a ``{% set %}`` block); the tags are inserted with :class:`tmplc.edits.Editor`, so the
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .conversations import Case, PerCase
 from .edits import Editor, Insertion
 from .render import TRACE_CLOSE, TRACE_OPEN, compile_template
 from .syntax import Block, Node, Output, Raw, Statement, Template, Text
@@ -136,6 +137,13 @@ class Instrumented:
     source: str
     virtual_start: int | None  # site id whose start mark is implicit (text at offset 0)
     compiled: object = field(default=None, repr=False)
+    _raw: PerCase[str] = field(default_factory=PerCase, repr=False, compare=False)
+
+    def rendering(self, case: Case) -> str:
+        """The raw rendering of ``case`` by the instrumented copy (text and trace marks, for
+        :func:`read_trace`), rendered once per case object: the counterexample rounds of one
+        augment locate the same probes again."""
+        return self._raw.get(case, lambda c: c.render(self.compiled)[0])
 
 
 def instrument(template: Template, kwargs_atoms: tuple[str, ...] = ()) -> Instrumented:
@@ -150,20 +158,30 @@ def instrument(template: Template, kwargs_atoms: tuple[str, ...] = ()) -> Instru
     """
     editor = Editor(template)
     ss = sites(template, kwargs_atoms)
-    at: dict[int, tuple[list[str], list[str]]] = {}
+    at: dict[int, tuple[list[str], list[Site]]] = {}
     virtual = None
     for s in ss:
         if s.node.start == 0 and isinstance(s.node, Text):
             virtual = s.id
         else:
-            body = f"tmplc_mark {s.id}, 0" + "".join(f", (1 if ({a.text}) else 0)" for a in s.atoms)
-            at.setdefault(s.node.start, ([], []))[1].append(body)
+            at.setdefault(s.node.start, ([], []))[1].append(s)
         at.setdefault(s.node.end, ([], []))[0].append(f"tmplc_mark {s.id}, 1")
-    insertions = [Insertion(pos, tuple(ends + starts)) for pos, (ends, starts) in sorted(at.items())]
+    sets: dict[tuple[str, ...], int] = {}  # in source order, as the parser meets them
+    insertions = [Insertion(pos, tuple(ends + [_opening(s, sets) for s in starts])) for pos, (ends, starts) in sorted(at.items())]
     source = editor.apply(insertions)
     inst = Instrumented(template, ss, source, virtual)
     inst.compiled = compile_template(source, trace=True)
     return inst
+
+
+def _opening(site: Site, sets: dict[tuple[str, ...], int]) -> str:
+    """The opening mark of ``site``: the number of its atom set, followed by the atoms where that
+    set first occurs (:class:`tmplc.render.TraceExtension`); ``sets`` numbers the sets so far."""
+    texts = tuple(a.text for a in site.atoms)
+    if texts in sets:
+        return f"tmplc_mark {site.id}, 0, {sets[texts]}"
+    sets[texts] = len(sets)
+    return f"tmplc_mark {site.id}, 0, {sets[texts]}" + "".join(f", (1 if ({t}) else 0)" for t in texts)
 
 
 def read_trace(inst: Instrumented, raw: str) -> Trace:

@@ -88,7 +88,9 @@ class Renderings:
         case: the conversation.
         memo: a dict shared by the Renderings of one template across many conversations (the
             proof's hypothesis examples share about 40% of their prefixes); keys are the JSON of
-            the prefix's messages, tools, kwargs and flag.
+            the prefix's messages, tools, kwargs and flag, keys in their order (a template may
+            write a message's keys in order; conversations built elsewhere, the probes and the
+            drawn ones, share a memo, :attr:`tmplc.analysed.Analysed.renderings`).
     """
 
     def __init__(self, template: Any, case: Case, memo: dict | None = None, policy: str = "as-rendered"):
@@ -102,7 +104,7 @@ class Renderings:
 
     def _memo_key(self, k: int, agp: bool) -> tuple:
         if not self._keys:
-            dump = lambda value: json.dumps(value, sort_keys=True, ensure_ascii=False, default=repr)  # noqa: E731
+            dump = lambda value: json.dumps(value, ensure_ascii=False, default=repr)  # noqa: E731
             self._keys = [dump(m) for m in self.case.messages]
             self._context = dump([self.case.tools, self.case.kwargs])
         return (self._context, agp, *self._keys[:k])

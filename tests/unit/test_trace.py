@@ -1,8 +1,11 @@
 """tmplc.trace: reading trace marks, loop variables, and instrumented renders."""
 
+import re
+
+import jinja2
 import pytest
 
-from tmplc.render import TRACE_CLOSE, TRACE_OPEN, render
+from tmplc.render import TRACE_CLOSE, TRACE_OPEN, compile_template, environment, render
 from tmplc.syntax import Block, Output, Text, parse
 from tmplc.trace import Atom, Instrumented, Site, TraceError, instrument, loop_var, read_trace, sites
 
@@ -193,3 +196,41 @@ def test_final_and_prev_tool_atoms_read_the_outer_message_inside_an_inner_loop()
     trace = read_trace(inst, render(inst.compiled, msgs)[0])
     roles = [e for e in trace.emissions if isinstance(inst.sites[e.site].node, Output)]
     assert [next(v for a, v in e.atoms.items() if a.kind == "prev_tool") for e in roles] == [False, False, False, True]
+
+
+# --- atom sets: written once, compiled as if written out at every mark -------------------------
+
+_OPENING = re.compile(r"tmplc_mark (\d+), 0, (\d+)((?:, \(1 if \(.*?\) else 0\))*)(?= [-+]?%\})")
+
+
+def _written_out(source: str) -> str:
+    """``source`` with every opening mark's atoms written out: each reference to a set replaced by
+    the set's definition (so the parser reads every mark's atoms afresh)."""
+    sets: dict[str, str] = {}
+
+    def expand(m: re.Match) -> str:
+        sets.setdefault(m.group(2), m.group(3))
+        return f"tmplc_mark {m.group(1)}, 0, {m.group(2)}" + (m.group(3) or sets[m.group(2)])
+
+    return _OPENING.sub(expand, source)
+
+
+NESTED = ("{%- for m in messages %}{% if m.role == 'assistant' %}<a>{{ m.content }}{% for c in m.calls or [] %}"
+          "[{{ c }}]{% endfor %}{% else %}<{{ m.role }}>{{ m.content }}{% endif %}{% endfor %}"
+          "{% if add_generation_prompt %}<a>{% endif %}")
+
+
+@pytest.mark.parametrize("src", [t for t, _ in TEMPLATES] + [NESTED], ids=[i for _, i in TEMPLATES] + ["nested-loops"])
+def test_atom_sets_compile_to_the_code_of_atoms_written_out(src):
+    inst = instrument(parse(src), ("enable_thinking",))
+    expanded = _written_out(inst.source)
+    marks = inst.source.count("tmplc_mark")
+    assert expanded.count("(1 if (") > inst.source.count("(1 if (") > 0
+    assert expanded.count("tmplc_mark") == marks
+    env = environment(trace=True)
+    assert env.compile(inst.source, raw=True) == env.compile(expanded, raw=True)
+
+
+def test_an_atom_set_used_before_it_is_defined_is_a_syntax_error():
+    with pytest.raises(jinja2.TemplateSyntaxError, match="atom set 3 is used before it is defined"):
+        compile_template("{% tmplc_mark 0, 0, 3 %}x{% tmplc_mark 0, 1 %}", trace=True)
