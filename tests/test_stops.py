@@ -8,7 +8,7 @@ import json
 import re
 
 import pytest
-from conftest import CORPUS, PROOF_EXAMPLES, REPO, read
+from conftest import CORPUS, PROOF_EXAMPLES, REPO, augmented, read
 from real_tokenizers import get_tokenizer
 from test_trl_compare import compare
 
@@ -35,16 +35,12 @@ def tool(i, name_of):
             "content": wrap(i, "c", "r")}
 
 
-_proved: dict[str, str] = {}
-
-
 def written(name: str) -> str:
-    """tmplc's proved training template of a corpus template (augmented once per test run)."""
-    if name not in _proved:
-        result = augment(read(CORPUS / f"{name}.jinja"), name, examples=PROOF_EXAMPLES)
-        assert result.status == "proved", (name, result.status, getattr(result, "message", ""))
-        _proved[name] = result.text
-    return _proved[name]
+    """tmplc's proved training template of a corpus template (augmented once per session, shared
+    with test_augment and test_trl_compare: conftest.augmented)."""
+    result = augmented(name, PROOF_EXAMPLES, 0)
+    assert result.status == "proved", (name, result.status, getattr(result, "message", ""))
+    return result.text
 
 
 def masked(name: str, messages, tools=None, agp=False, **extra):
