@@ -245,8 +245,9 @@ class _Ahead:
 
     def _previous(self, key: str, at: int) -> str:
         node, stack, expr = self._value(key)
-        if stack[-1] is not self.loop or node.start <= at or _clause_bounds(self.loop, node.start)[0] != self.loop.start:
-            raise _Unreadable(key)
+        if (stack[-1] is not self.loop or node.start <= at or key.split(".")[0] in self.sets
+                or _clause_bounds(self.loop, node.start)[0] != self.loop.start):
+            raise _Unreadable(key)  # not set once at the end of every iteration, or a fresh namespace each
 
         def rename(name: str, attr: str | None) -> tuple[str, bool]:
             if name == self.var:

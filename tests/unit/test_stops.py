@@ -110,15 +110,22 @@ def test_read_ahead_writes_the_marker_of_the_next_writing_message(roles):
         assert scans[str(i)] == ("" if later is None else markers[str(later)]), (i, written)
 
 
-@pytest.mark.parametrize("src, why", [
+UNREADABLE_AHEAD = [
     ("{% for m in messages if m.role != 'system' %}{{ m.content }}{% endfor %}", "filtered-loop"),
     ("{% for m in messages %}{% for t in m.tool_calls %}{% set x = t %}{% endfor %}{{ x }}{% endfor %}",
      "name-set-in-an-inner-loop"),
     ("{% for m in messages %}{% if m.a %}{% set x = 1 %}{% endif %}{{ x }}{% endfor %}", "set-in-another-clause"),
     ("{% set ns = namespace(p=0) %}{% for m in messages %}{% if m.a %}{% set ns.p = 1 %}{% endif %}"
      "{{ ns.p }}{% endfor %}", "conditional-namespace-attribute"),
-], ids=lambda v: v if not v.startswith("{") else "")
-def test_read_ahead_unreadable(src, why):
+    ("{% for m in messages %}{{ loop.index0 }}{% endfor %}", "loop-index-of-a-later-item"),
+    ("{% for m in messages %}{% set n = namespace(p=0) %}{{ n.p }}{% set n.p = 1 %}{% endfor %}",
+     "namespace-made-in-every-iteration"),
+]
+
+
+@pytest.mark.parametrize("src", [r[0] for r in UNREADABLE_AHEAD], ids=[r[1] for r in UNREADABLE_AHEAD])
+def test_read_ahead_unreadable(src):
+    """What the scan cannot read for a later item stays where the plan put it (the move is skipped)."""
     tree = parse(src)
     loop = next(n for n in tree.body if getattr(n, "name", "") == "for")
     out = next(n for n, _ in tree.walk() if isinstance(n, Output))
