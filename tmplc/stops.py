@@ -47,7 +47,7 @@ from collections.abc import Callable
 from .edits import Editor, block_tag
 from .locate import IN, Evidence
 from .plan import Region
-from .syntax import Block, Node, Output, Statement, Template, Text, parse, targets
+from .syntax import Block, Node, Output, Statement, Tag, Template, Text, parse, targets
 from .trace import Instrumented, Site, loop_var
 
 # loop.<attr> of the next iteration, read from the current one.
@@ -63,20 +63,31 @@ class _Unreadable(Exception):
 FLAGS = "tmplc_stop"  # the namespace whose attributes say "the previous turn wrote this marker"
 
 
-def _assigned(template: Template, loop: Block) -> tuple[set[str], dict[str, list[int]]]:
-    """What the body of ``loop`` assigns: names (``{% set x %}``, inner loop targets), and
-    namespace attributes (``{% set ns.x %}``) with the offsets of their assignments."""
-    names: set[str] = set()
-    attrs: dict[str, list[int]] = {}
+Assignments = dict[str, list[tuple[Node, tuple[Block, ...]]]]
+
+
+def _assignments(template: Template, loop: Block) -> Assignments:
+    """Every assignment in the body of ``loop``, by what it assigns: a name (``"x"``: ``{% set x
+    %}``, an inner loop's target) or a namespace attribute (``"ns.x"``: ``{% set ns.x %}``), each
+    with the assigning node and its enclosing blocks, in source order."""
+    out: Assignments = {}
     for node, stack in template.walk():
         if loop not in stack:
             continue
         for target in targets(node):
-            if len(target) == 3 and target[1].text == ".":
-                attrs.setdefault(f"{target[0].text}.{target[2].text}", []).append(node.start)
-            else:
-                names.update(t.text for t in target if t.kind == "NAME")
-    names.discard("loop")
+            keys = (["".join(t.text for t in target)] if len(target) == 3 and target[1].text == "."
+                    else [t.text for t in target if t.kind == "NAME"])
+            for key in keys:
+                out.setdefault(key, []).append((node, stack))
+    return out
+
+
+def _assigned(template: Template, loop: Block) -> tuple[set[str], dict[str, list[int]]]:
+    """What the body of ``loop`` assigns (:func:`_assignments`): names, and namespace attributes
+    with the offsets of their assignments."""
+    found = _assignments(template, loop)
+    names = {key for key in found if "." not in key} - {"loop"}
+    attrs = {key: [node.start for node, _ in at] for key, at in found.items() if "." in key}
     return names, attrs
 
 
@@ -179,22 +190,21 @@ class _Ahead:
         if var is None or any(t.text in ("if", "recursive") for t in sig[3:]):
             raise _Unreadable("loop target")
         self.var, self.loop = var, loop
-        self.sets: dict[str, list[tuple[Node, tuple[Block, ...]]]] = {}
-        for node, stack in template.walk():
-            if loop in stack:
-                for target in targets(node):
-                    keys = (["".join(t.text for t in target)] if len(target) == 3 and target[1].text == "."
-                            else [t.text for t in target if t.kind == "NAME"])
-                    for key in keys:
-                        self.sets.setdefault(key, []).append((node, stack))
+        self.sets = _assignments(template, loop)
         tag = loop.clauses[0].tag
-        self.items = self._plain(tag.toks[next(k for k, t in enumerate(tag.toks) if t.text == "in") + 1:])
+        self.items = self._outside(tag.toks[next(k for k, t in enumerate(tag.toks) if t.text == "in") + 1:])
 
-    def _plain(self, tokens) -> str:
-        """Code read as it is at the current iteration: nothing the loop sets, no loop variable."""
+    def _sets(self, name: str, attr: str | None) -> bool:
+        return (attr is not None and f"{name}.{attr}" in self.sets) or name in self.sets
+
+    def _outside(self, tokens, var: str | None = None) -> str:
+        """Code that reads nothing the loop sets nor ``loop``, as it is; the loop variable as
+        ``var`` (unreadable when None)."""
 
         def rename(name: str, attr: str | None) -> tuple[str, bool]:
-            if name in (self.var, "loop") or name in self.sets or f"{name}.{attr}" in self.sets:
+            if name == self.var and var is not None:
+                return var, False
+            if name in (self.var, "loop") or self._sets(name, attr):
                 raise _Unreadable(name)
             return name, False
 
@@ -212,7 +222,7 @@ class _Ahead:
                 if attr == "first":
                     return "false", True
                 raise _Unreadable(f"loop.{attr or ''}")
-            if f"{name}.{attr}" in self.sets:
+            if attr is not None and f"{name}.{attr}" in self.sets:
                 return f"({self._previous(f'{name}.{attr}', at)})", True
             if name in self.sets:
                 return f"({self._definition(name, at, depth)})", False
@@ -248,15 +258,7 @@ class _Ahead:
         if (stack[-1] is not self.loop or node.start <= at or key.split(".")[0] in self.sets
                 or _clause_bounds(self.loop, node.start)[0] != self.loop.start):
             raise _Unreadable(key)  # not set once at the end of every iteration, or a fresh namespace each
-
-        def rename(name: str, attr: str | None) -> tuple[str, bool]:
-            if name == self.var:
-                return "loop.previtem", False
-            if name == "loop" or name in self.sets or f"{name}.{attr}" in self.sets:
-                raise _Unreadable(name)
-            return name, False
-
-        return _names(expr, rename)
+        return self._outside(expr, "loop.previtem")
 
     def gate(self, evidence: Evidence, inst: Instrumented) -> str:
         """The test under which an iteration writes anything, read for the scanned item: that of
@@ -268,9 +270,7 @@ class _Ahead:
         only = next(iter(writers.values())) if len(writers) == 1 else None
         if not isinstance(only, Block) or only.name != "if" or len(only.clauses) != 1:
             return "true"
-        toks = only.clauses[0].tag.toks
-        keyword = next(k for k, t in enumerate(toks) if t.kind != "WS")
-        return self.read(toks[keyword + 1:], only.start)
+        return self.read(_test(only.clauses[0].tag), only.start)
 
     def scan(self, gate: str, cond: str, flag: str, text: str) -> str:
         """Code that, at the end of the current turn, writes the marker the next item passing
@@ -286,6 +286,12 @@ class _Ahead:
 Reader = Callable[[list, int], str]  # (expression tokens, source offset) → the code read elsewhere
 
 
+def _test(tag: Tag) -> list:
+    """The tokens of an ``if``/``elif`` tag's test, whitespace included (after the keyword)."""
+    keyword = next(k for k, t in enumerate(tag.toks) if t.kind != "WS")
+    return tag.toks[keyword + 1:]
+
+
 def _guards(site: Site, loop: Block, read: Reader) -> list[str]:
     """The ``if`` tests (each read with ``read``) under which ``site``'s node is written."""
     inner = site.stack[site.stack.index(loop) + 1:]
@@ -294,8 +300,7 @@ def _guards(site: Site, loop: Block, read: Reader) -> list[str]:
         if block.name != "if":
             raise _Unreadable(block.name)
         for clause in block.clauses:
-            keyword = next(k for k, t in enumerate(clause.tag.toks) if t.kind != "WS")
-            test = read(clause.tag.toks[keyword + 1:], clause.tag.start) if clause.tag.name in ("if", "elif") else ""
+            test = read(_test(clause.tag), clause.tag.start) if clause.tag.name in ("if", "elif") else ""
             bounds = clause.body[0].start if clause.body else clause.tag.end, clause.body[-1].end if clause.body else clause.tag.end
             if bounds[0] <= site.node.start < bounds[1]:
                 if test:
