@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .analysed import Analysed, analyse
@@ -187,10 +187,18 @@ def _augment(original: Analysed, name: str, examples: int, seed: int, clock: _Cl
     if history:
         return _prefix_preserving(original, name, examples, seed, clock, tokens)
     append = stop_to_append(original) if append_stop else ""
+    return _moved_or_plain(original, name, examples, seed, clock, append, tokens)
+
+
+def _moved_or_plain(original: Analysed, name: str, examples: int, seed: int, clock: _Clock, append: str,
+                    tokens: TokenChecker | None, source: Analysed | None = None, history: str = "") -> AugmentResult:
+    """:func:`_rounds` with next-message markers moved into the previous turn's block, and when
+    a moved marker did not pass, with the plan as is; the two share their proofs (:data:`Proofs`)."""
     proofs: Proofs = {}
-    result = _rounds(original, name, examples, seed, clock, True, append, tokens, proofs=proofs)
+    result = _rounds(original, name, examples, seed, clock, True, append, tokens, source, history, proofs)
     if isinstance(result, tuple):  # a moved marker did not pass: the plan as is
-        result = _rounds(original, name, examples, seed, clock, False, append, tokens, proofs=proofs)
+        result = _rounds(original, name, examples, seed, clock, False, append, tokens, source, history, proofs)
+    assert not isinstance(result, tuple)  # only a round that moved a marker returns one
     return result
 
 
@@ -217,12 +225,7 @@ def _prefix_preserving(original: Analysed, name: str, examples: int, seed: int, 
             if rewritten.changes:
                 target = Analysed(rewritten.source, name, original.policy)
                 target.__dict__["features"] = original.features  # the proof draws what the original accepts
-        declared = rewritten.declaration()
-        proofs: Proofs = {}
-        result = _rounds(target, name, examples, seed, clock, True, "", tokens, original, declared, proofs)
-        if isinstance(result, tuple):
-            result = _rounds(target, name, examples, seed, clock, False, "", tokens, original, declared, proofs)
-        assert not isinstance(result, tuple)
+        result = _moved_or_plain(target, name, examples, seed, clock, "", tokens, original, rewritten.declaration())
         f = result.counterexample if isinstance(result, Unsupported) else None
         if f is None or f.kind is not FailureKind.HISTORY or f.case in extra:
             break
@@ -230,11 +233,8 @@ def _prefix_preserving(original: Analysed, name: str, examples: int, seed: int, 
     assert result is not None
     if isinstance(result, Proved):
         if rewritten.changes:
-            change = change_report(original, target.compiled, name)
-            return Proved(result.text, result.report, result.regions, result.features, clock.timings,
-                          result.notes, change)
-        return Proved(result.text, result.report, result.regions, result.features, clock.timings,
-                      result.notes + (ALREADY_NOTE,))
+            return replace(result, change=change_report(original, target.compiled, name))
+        return replace(result, notes=result.notes + (ALREADY_NOTE,))
     return result
 
 
