@@ -64,6 +64,13 @@ def lcp(a: str, b: str) -> int:
     return i
 
 
+def generation_prompt(prompted: str, plain: str) -> str:
+    """``G_i = P_i - render(C[:i])``: what ``add_generation_prompt=True`` adds, ``prompted`` (the
+    rendering with it) from where it parts from ``plain`` (without it), a half-matched special
+    token included (:func:`cut_lcp`)."""
+    return prompted[cut_lcp(plain, prompted):]
+
+
 def cut_lcp(a: str, b: str) -> int:
     """:func:`lcp`, cut back so the common part does not end inside a half-matched special
     token (``</s>`` vs ``<|user|>`` share ``<``; ``[/INST]`` vs ``[INST]`` share ``[``)."""
@@ -309,7 +316,7 @@ def turn_start(render: Render, msgs: list[dict], i: int, R: str, fR: dict[int, l
     fe_prev, fe_prev_B = _field_end(fR, j), _field_end(fB, j)
     assert fe_prev is not None and fe_prev_B is not None  # the loop above stops only there
     e_prev = fe_prev + cut_lcp(B[fe_prev_B:], R[fe_prev:])
-    G = P[cut_lcp(B, P):]
+    G = generation_prompt(P, B)
     start = e_prev + cut_lcp(G, R[e_prev:])
     return _cue_end(R, fR, i, e_prev, start, G)
 

@@ -36,7 +36,7 @@ from .compiler import Unsupported, augment
 from .containers import Source, atomic_write, read_sources
 from .conversations import SENTINEL_RE, TOOLS, Case, sentinel, tool_call, wrap
 from .errors import InputError, NotProved, OutputError
-from .oracle import cut_lcp
+from .oracle import generation_prompt
 from .probes import detect_features
 from .render import REASONING_FIELDS, compile_template
 from .verification import Raised, Rendered, Renderings, check_renderings, mark_spans, merge_spans
@@ -309,7 +309,7 @@ def _turns(rendered: Renderings, text: str, masked: list[Span], oracle_turns: di
             continue
         # Generation prompt G_i, as the oracle defines it.
         p, b = (rendered.get(i, agp) for agp in (True, False))
-        gp = p.text[cut_lcp(b.text, p.text):] if isinstance(p, Rendered) and isinstance(b, Rendered) else ""
+        gp = generation_prompt(p.text, b.text) if isinstance(p, Rendered) and isinstance(b, Rendered) else ""
         if i in oracle_turns:
             lo, hi = oracle_turns[i]
             mine = [(a, e) for a, e in masked if a < max(hi, lo + 1) and e > lo] or []

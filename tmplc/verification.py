@@ -24,7 +24,7 @@ from enum import Enum
 from typing import Any
 
 from .conversations import Case, Span, field_spans
-from .oracle import Oracle, Problem, appended, expected_masks, lcp, with_appended_stop
+from .oracle import Oracle, Problem, appended, expected_masks, generation_prompt, lcp, with_appended_stop
 from .render import merge_spans, render_lined
 from .tokens import TokenChecker, TokenReport
 from .trace import Instrumented, TraceError, read_trace
@@ -263,7 +263,7 @@ def _with_cues(r: Renderings, oracle: Oracle, final: int) -> list[tuple[Span, in
         p, q = r.get(i, True), r.get(i, False)
         cue = 0
         if isinstance(p, Rendered) and isinstance(q, Rendered):
-            g = p.text[lcp(p.text, q.text):]
+            g = generation_prompt(p.text, q.text)
             cue = next((n for n in range(min(len(g), a), 0, -1) if y[a - n : a] == g[:n]), 0)
         out.append(((a - cue, b), i))
     return sorted(out)
