@@ -120,7 +120,6 @@ class Editor:
             out.append(block_tag(body, a, b))
         return "".join(out)
 
-
     def apply(self, insertions: list[Insertion], replacements: tuple[tuple[int, int, str], ...] | list[tuple[int, int, str]] = ()) -> str:
         """Apply insertions (and plain replacements ``(start, end, text)``) to the source.
 

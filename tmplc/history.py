@@ -301,13 +301,14 @@ def _apply(source: str, chosen: list[tuple[Test, Change]]) -> str:
     return "".join(out)
 
 
-def _breaks(source: str, cases: list[Case], label: str) -> Case | None:
-    """The first probe on which ``source`` is not prefix-preserving (``prefix_break`` with
-    ``generated=True``), or None."""
+def _breaks(source: str, cases: list[Case], label: str) -> tuple[Case, int] | None:
+    """The first probe on which ``source`` is not prefix-preserving and its assistant message
+    that breaks it (``prefix_break`` with ``generated=True``), or None."""
     compiled = Analysed(source, label).compiled
     for case in cases:
-        if prefix_break(Renderings(compiled, case), generated=True) is not None:
-            return case
+        k = prefix_break(Renderings(compiled, case), generated=True)
+        if k is not None:
+            return case, k
     return None
 
 
@@ -358,11 +359,11 @@ def prefix_preserving(original: Analysed, extra: list[Case] | tuple[Case, ...] =
     broken = _breaks(source, cases, original.label)
     if broken is None:
         return HistoryRewrite(source, changes)
-    k = prefix_break(Renderings(Analysed(source, original.label).compiled, broken), generated=True)
+    case, k = broken
     raise CannotAugment(Reason.NOT_PREFIX_PRESERVABLE,
                         f"assistant message {k}: rendered as the last message it is not how the template renders it "
                         "once later messages exist, and no condition of the template that makes the difference "
-                        "can be fixed to its value as generated", broken)
+                        "can be fixed to its value as generated", case)
 
 
 _JOINT_RE = re.compile(r"(?<=[>\]])(?=<[^<>\s]+>|\[[^\[\]\s]+\])")
@@ -420,10 +421,9 @@ def change_report(original: Analysed, changed: Any, label: str = "") -> str:
     """The rendering change on the smallest probe conversation it affects, as a unified diff of
     its readable form (:func:`readable`); ``""`` when no probe shows one."""
     for case in sorted(original.probes, key=lambda c: (len(c.messages), len(repr(c)))):
-        if rendering_diff(original.compiled, changed, case):
-            shown = readable(case)
-            return rendering_diff(original.compiled, changed, shown, label) or rendering_diff(
-                original.compiled, changed, case, label)
+        diff = rendering_diff(original.compiled, changed, case, label)
+        if diff:
+            return rendering_diff(original.compiled, changed, readable(case), label) or diff
     return ""
 
 
