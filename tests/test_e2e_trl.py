@@ -4,7 +4,9 @@ A tiny random ``Qwen3ForCausalLM`` (vocabulary of the real Qwen3 tokenizer) trai
 ``SFTConfig(assistant_only_loss=True, chat_template_path=TEMPLATE)`` on 16 multi-turn conversations
 (reasoning, tool calls, multi-byte edges, content starting with newlines). Every collated row is
 compared with the expected token mask derived from offsets and generation spans
-(:func:`tmplc.tokens.classify_tokens`), never from transformers' ``char_to_token`` path.
+(:func:`tmplc.tokens.classify_tokens`), never from transformers' span -> token mapping, and with
+tmplc's prediction of what the installed transformers trains (:func:`tmplc.tokens.trained_mask`):
+straddling tokens are trained as that prediction says, under either mapping.
 
 Needs the ``e2e`` extra (torch==2.13.0 CPU, trl, datasets, accelerate). Measured: see docs/performance.md.
 """
@@ -30,7 +32,7 @@ pytest.importorskip("datasets")
 
 from tmplc.conversations import TOOLS  # noqa: E402
 from tmplc.render import drop_none, render  # noqa: E402
-from tmplc.tokens import IN, OUT, STRADDLING, classify_tokens, template_kwargs  # noqa: E402
+from tmplc.tokens import IN, OUT, STRADDLING, classify_tokens, template_kwargs, trained_mask  # noqa: E402
 
 # What tmplc writes for Qwen3 (one generation block per contiguous generated run).
 TEMPLATE = REPO / "templates" / "qwen3_training.jinja"
@@ -113,13 +115,15 @@ def _tools(messages):
 
 def expected_labels(tokenizer, source: str, messages: list[dict]):
     """Token-level oracle of one conversation: (ids, per-token state) from tmplc's rendering, the
-    tokenizer's offsets and the generation spans."""
+    tokenizer's offsets and the generation spans; and tmplc's predicted mask (the installed mapping)."""
     from tmplc.conversations import Case
 
     case = Case(drop_none(messages), _tools(messages))
     text, spans = render(source, case.messages, case.tools, add_generation_prompt=False, **template_kwargs(tokenizer, case))
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    return enc["input_ids"], classify_tokens([tuple(o) for o in enc["offset_mapping"]], spans)
+    predicted = trained_mask(tokenizer, text, spans)
+    assert list(predicted.ids) == list(enc["input_ids"])
+    return enc["input_ids"], classify_tokens([tuple(o) for o in enc["offset_mapping"]], spans), predicted.mask
 
 
 def test_sft_trainer_labels_equal_the_token_oracle(tmp_path):
@@ -143,15 +147,16 @@ def test_sft_trainer_labels_equal_the_token_oracle(tmp_path):
     oracle = {}
     for messages in convs:
         # the dataset round trip (Arrow) adds None-valued keys; transformers drops them again
-        ids, states = expected_labels(tokenizer, source, messages)
-        oracle[tuple(ids)] = states
+        ids, states, predicted = expected_labels(tokenizer, source, messages)
+        oracle[tuple(ids)] = states, predicted
     rows = straddling = trained = 0
     for batch in batches:
         for ids, labels, attn in zip(batch["input_ids"].tolist(), batch["labels"].tolist(), batch["attention_mask"].tolist()):
             n = sum(attn)
             ids, labels = ids[:n], labels[:n]
             assert tuple(ids) in oracle, "a row TRL trained on is not one of tmplc's renderings"
-            states = oracle[tuple(ids)]
+            states, predicted = oracle[tuple(ids)]
+            assert [int(label != -100) for label in labels] == list(predicted), "TRL trains other tokens than tmplc predicts"
             for t, (tid, label, state) in enumerate(zip(ids, labels, states)):
                 if state == IN:
                     assert label == tid, f"row token {t} {tokenizer.convert_ids_to_tokens(tid)!r} should be trained"
@@ -159,7 +164,7 @@ def test_sft_trainer_labels_equal_the_token_oracle(tmp_path):
                     assert label == -100, f"row token {t} {tokenizer.convert_ids_to_tokens(tid)!r} must not be trained"
                 elif state == STRADDLING:
                     straddling += 1
-                    assert label == tid  # transformers masks a straddling token whole (char_to_token at the edge)
+                    assert label == tid  # trained whole under both mappings here (the cue's "\n" + content "\n\n")
             trained += sum(1 for label in labels if label != -100)
             rows += 1
     assert rows == 16 and trained > 0

@@ -16,7 +16,7 @@ from tmplc.cli import main
 from tmplc.conversations import Case
 from tmplc.prove import FailureKind
 from tmplc.render import compile_template, render
-from tmplc.tokens import TokenChecker
+from tmplc.tokens import CHAR_TO_TOKEN, TokenChecker, installed_mapping
 
 TEMPLATES = REPO / "templates"
 # A reply and its stop token in two adjacent blocks: right at character level, loses tokens after
@@ -37,14 +37,18 @@ def qwen3():
 
 def test_two_blocks_fail_the_proof_and_lose_tokens(qwen3):
     """The proof refuses blocks that touch after a multi-byte character (at character level, so
-    even without a tokenizer); the token check the proof runs sees the tokens it would lose."""
+    even without a tokenizer, and whatever the installed mapping: the template must train right
+    under transformers <= 5.23 too); the token check the proof runs sees the tokens that the
+    installed mapping loses."""
     report = verify(ORIGINAL, TWO_BLOCKS, examples=60, tokenizer=qwen3)
     assert report.failure is not None and report.failure.kind is FailureKind.MASK
     assert "two generation spans touch" in report.failure.message
     case = Case([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok 🐱"}])
     text, spans = render(TWO_BLOCKS, case.messages)
     reports = TokenChecker(qwen3)(compile_template(TWO_BLOCKS), case, text, spans)
-    assert [r.lost for r in reports] == [2, 2]  # the rendering itself, and its plain form
+    # the rendering itself, and its plain form: the 🐱's last 2 tokens under char_to_token, none under overlap
+    assert [r.lost for r in reports] == ([2, 2] if installed_mapping() == CHAR_TO_TOKEN else [0, 0])
+    assert {r.mapping for r in reports} == {installed_mapping()}
 
 
 def test_token_failure_fails_the_proof(qwen3, monkeypatch):

@@ -108,7 +108,17 @@ def _record(src: Source, result) -> dict:
     return {"path": src.label, "status": result.status, "reason": result.reason if failed else None,
             "message": result.message if failed else "",
             "examples": result.report.examples if result.report else 0, "timings": result.timings, "written": None,
-            "notes": list(result.notes), "change": getattr(result, "change", "")}
+            "notes": list(result.notes), "change": getattr(result, "change", ""),
+            "tokens": _token_record(result.report) if result.report and result.report.token_renderings else None}
+
+
+def _token_record(report) -> dict:
+    """The token-level part of a JSON record: the mapping used and the straddling tokens (counts in tokens)."""
+    from .tokens import transformers_version
+
+    return {"mapping": report.mapping, "transformers": transformers_version(), "renderings": report.token_renderings,
+            "straddling": report.straddling, "straddling_trained": report.straddling_trained,
+            "straddling_detail": report.straddling_detail, "open_end": report.open_end}
 
 
 @main.command()
@@ -124,6 +134,9 @@ def _record(src: Source, result) -> dict:
 @click.option("--tokenizer", "tokenizer_path", type=click.Path(path_type=Path),
               help="A tokenizer folder, tokenizer.json or tokenizer_config.json: also prove the token-level "
                    "masks. Default: the tokenizer beside an input tokenizer_config.json, if any.")
+@click.option("--sanitize-control-tokens", is_flag=True,
+              help="With a tokenizer: check tokens as apply_chat_template(..., sanitize_control_tokens=True) "
+                   "tokenizes (control tokens in messages, tools and kwargs become plain text).")
 @click.option("--verbose", is_flag=True, help="Show the traceback of an internal error.")
 @click.option("--append-stop", is_flag=True,
               help="Where the template writes no end-of-turn text, append the next message's marker after a "
@@ -134,8 +147,8 @@ def _record(src: Source, result) -> dict:
               help="Render history assistant turns as the model generated them (reasoning kept, the final stop), "
                    "a declared rendering change shown as a diff, proved prefix-preserving.")
 @contract
-def augment(paths, out, examples, seed, timeout, check, as_json, tokenizer_path, verbose, append_stop, policy,
-            prefix_preserving) -> None:
+def augment(paths, out, examples, seed, timeout, check, as_json, tokenizer_path, sanitize_control_tokens, verbose,
+            append_stop, policy, prefix_preserving) -> None:
     """Insert {% generation %} markers, prove them, and write NAME_training.jinja.
 
     All or nothing: files are written only when every template passed.
@@ -151,12 +164,14 @@ def augment(paths, out, examples, seed, timeout, check, as_json, tokenizer_path,
     sources = [src for src, _ in analysed]
     dests = [None] * len(sources) if check else plan_outputs(sources, out)
     tokenizers = _tokenizers(sources, tokenizer_path)
+    _check_sanitize(sanitize_control_tokens, tokenizers.values())
     records, pending = [], []
     for (src, template), dest in zip(analysed, dests):
         tokenizer = tokenizers.get(src.path)
         result = run(template, src.label if src.name else src.path.name, examples=examples, seed=seed,
                      timeout=timeout, tokenizer=tokenizer, append_stop=append_stop, policy=policy,
-                     prefix_preserving=prefix_preserving)
+                     prefix_preserving=prefix_preserving,
+                     sanitize_control_tokens=sanitize_control_tokens and tokenizer is not None)
         records.append(_record(src, result))
         if result.status == "unsupported":
             if not as_json:
@@ -204,16 +219,35 @@ def _tokenizers(sources: list[Source], explicit: Path | None) -> dict[Path, obje
     return out
 
 
+def _check_sanitize(sanitize: bool, tokenizers) -> None:
+    """``--sanitize-control-tokens`` needs a tokenizer and a transformers that has the option."""
+    if not sanitize:
+        return
+    from .tokens import SanitizeUnsupported, sanitized_inputs
+
+    if not tokenizers:
+        raise click.UsageError("--sanitize-control-tokens needs a tokenizer (--tokenizer)")
+    try:
+        for tok in tokenizers:
+            sanitized_inputs(tok, "", [])
+    except SanitizeUnsupported as exc:
+        raise click.UsageError(f"--sanitize-control-tokens: {exc}") from None
+
+
 def _token_summary(report) -> str:
-    """``; tokens: …`` for the one-line result: renderings checked, straddling tokens (a warning),
-    the stop tokens seen (special or plain text, TRL's stop check)."""
-    text = f"; tokens: {report.token_renderings} renderings, 0 lost, 0 added"
+    """``; tokens: … (… mapping, transformers X)`` for the one-line result: the span -> token
+    mapping used, renderings checked, straddling tokens (a warning), the stop tokens seen (special
+    or plain text, TRL's stop check)."""
+    from .tokens import describe_mapping
+
+    text = f"; tokens: {report.token_renderings} renderings, 0 lost, 0 added ({describe_mapping(report.mapping or None)})"
     if report.straddling:
-        text += f"; warning: {report.straddling} tokens straddle a span edge ({report.straddling_detail})"
+        text += (f"; warning: {report.straddling} tokens straddle a span edge, {report.straddling_trained} of them "
+                 f"trained (first: {report.straddling_detail})")
     if report.open_end:
         text += (f"; warning: {report.open_end} tokens of a final turn's last character are not masked (the template "
-                 "writes nothing after that turn and transformers maps a span's end to its last character's first "
-                 "token; --append-stop ends the turn with its stop)")
+                 "writes nothing after that turn and the char_to_token mapping maps a span's end to its last "
+                 "character's first token; --append-stop ends the turn with its stop)")
     if report.special_stops:
         text += f"; stop tokens (added vocabulary): {', '.join(sorted(report.special_stops))}"
     if report.plain_text_stops:
@@ -244,8 +278,10 @@ def _write(pending: list, records: list[dict], as_json: bool) -> None:
 @click.option("--ignore", multiple=True, help="Skip these codes or prefixes.")
 @click.option("--tokenizer", "tokenizer_path", type=click.Path(path_type=Path),
               help="A tokenizer folder, tokenizer.json or tokenizer_config.json: enables the token rules (TMPL012).")
+@click.option("--sanitize-control-tokens", is_flag=True,
+              help="With --tokenizer: the token rules tokenize as apply_chat_template(..., sanitize_control_tokens=True).")
 @contract
-def lint(paths, training, source_path, fmt, select, ignore, tokenizer_path) -> None:
+def lint(paths, training, source_path, fmt, select, ignore, tokenizer_path, sanitize_control_tokens) -> None:
     """Check templates: markers present, balanced, visible, masking what the model generates.
 
     Exit 0: no errors (warnings are printed); 1: errors found; 2: usage or unreadable input.
@@ -257,12 +293,14 @@ def lint(paths, training, source_path, fmt, select, ignore, tokenizer_path) -> N
     tokenizer = None
     if tokenizer_path is not None:
         tokenizer = load_tokenizer(tokenizer_path)
+    _check_sanitize(sanitize_control_tokens, [tokenizer] if tokenizer is not None else [])
     diags, texts = [], {}
     for path in discover(list(paths)):
         for src in read_sources(path):
             original, label = source_of(src.path, src.text, source_path)
             texts[src.label] = src.text
-            diags += lint_source(src.text, src.label, chosen, training or None, original, label, tokenizer)
+            diags += lint_source(src.text, src.label, chosen, training or None, original, label, tokenizer,
+                                 sanitize_control_tokens)
     if fmt == "json":
         click.echo(format_json(diags))
     elif fmt == "github":

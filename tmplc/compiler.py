@@ -99,7 +99,8 @@ class _Clock:
 
 def augment(source: str | Analysed, name: str = "<string>", examples: int = 200, seed: int = 0,
             timeout: float | None = None, tokenizer: Any = None, append_stop: bool = False,
-            policy: str = "as-rendered", prefix_preserving: bool = False) -> AugmentResult:
+            policy: str = "as-rendered", prefix_preserving: bool = False,
+            sanitize_control_tokens: bool = False) -> AugmentResult:
     """Compile a chat template into its training variant and prove it.
 
     Args:
@@ -126,6 +127,8 @@ def augment(source: str | Analysed, name: str = "<string>", examples: int = 200,
             :attr:`Proved.change`), proved prefix-preserving, with masks as the rewritten
             template renders each turn; ``NOT_PREFIX_PRESERVABLE`` when no such rewrite holds.
             Byte-identical to the default when the template already is prefix-preserving.
+        sanitize_control_tokens: with ``tokenizer``, check tokens as ``apply_chat_template(...,
+            sanitize_control_tokens=True)`` tokenizes (:class:`tmplc.tokens.TokenChecker`).
 
     Returns:
         :class:`Proved`, :class:`Verified` or :class:`Unsupported`; never raises for a template
@@ -144,7 +147,10 @@ def augment(source: str | Analysed, name: str = "<string>", examples: int = 200,
                          "a history turn renders before a tool message")
     clock = _Clock()
     original = None
-    tokens = TokenChecker(tokenizer) if tokenizer is not None else None
+    tokens = None
+    if tokenizer is not None:
+        text = source.source if isinstance(source, Analysed) else source
+        tokens = TokenChecker(tokenizer, sanitize_control_tokens, text if sanitize_control_tokens else None)
     with budget(timeout):
         try:
             with clock("parse"):
@@ -337,7 +343,7 @@ def stop_to_append(original: Analysed) -> str:
 
 
 def verify(original: str, training: str, examples: int = 200, seed: int = 0,
-           timeout: float | None = None, tokenizer: Any = None) -> ProofReport:
+           timeout: float | None = None, tokenizer: Any = None, sanitize_control_tokens: bool = False) -> ProofReport:
     """Prove that ``training`` renders like ``original`` and masks what the model generates.
 
     Args:
@@ -345,7 +351,7 @@ def verify(original: str, training: str, examples: int = 200, seed: int = 0,
         examples, seed: hypothesis examples and seed.
         timeout: seconds for the proof's renders (None: no time limit); a render over the budget
             is the report's failure (``FailureKind.BUDGET``).
-        tokenizer: check token-level masks too (see :func:`augment`).
+        tokenizer, sanitize_control_tokens: check token-level masks too (see :func:`augment`).
 
     Returns:
         :class:`tmplc.prove.ProofReport`.
@@ -353,7 +359,8 @@ def verify(original: str, training: str, examples: int = 200, seed: int = 0,
     Raises:
         InputError: either template is malformed Jinja.
     """
-    tokens = TokenChecker(tokenizer) if tokenizer is not None else None
+    tokens = TokenChecker(tokenizer, sanitize_control_tokens, training if sanitize_control_tokens else None) \
+        if tokenizer is not None else None
     return prove(analyse(original, "original"), analyse(training, "training"), examples, seed, timeout, tokens)
 
 

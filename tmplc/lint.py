@@ -35,7 +35,7 @@ def suppressions(source: str) -> dict[int, set[str] | None]:
 
 def lint_source(source: str, path: str, rules: list[Rule], training: bool | None = None,
                 original: str | None = None, original_label: str | None = None,
-                tokenizer: object | None = None) -> list[Diagnostic]:
+                tokenizer: object | None = None, sanitize_control_tokens: bool = False) -> list[Diagnostic]:
     """Run ``rules`` on one template.
 
     Args:
@@ -44,6 +44,8 @@ def lint_source(source: str, path: str, rules: list[Rule], training: bool | None
         original, original_label: the source template, for the out-of-sync rule.
         tokenizer: a fast tokenizer (:func:`tmplc.tokens.load_tokenizer`) for the token rules; None
             skips them (and never imports transformers).
+        sanitize_control_tokens: the token rules tokenize as ``apply_chat_template(...,
+            sanitize_control_tokens=True)`` does (:func:`tmplc.tokens.sanitized_encoding`).
     Returns:
         Diagnostics sorted by position, noqa-suppressed ones removed. Rendering (the mask rules'
         probe set) runs in a :func:`tmplc.render.budget` of :data:`LINT_TIMEOUT` seconds; a
@@ -52,7 +54,7 @@ def lint_source(source: str, path: str, rules: list[Rule], training: bool | None
     """
     if training is None:
         training = is_training_path(path) or source.startswith("{# tmplc ")
-    ctx = Context.build(path, source, training, original, original_label, tokenizer)
+    ctx = Context.build(path, source, training, original, original_label, tokenizer, sanitize_control_tokens)
     found: list[Diagnostic] = []
     with budget(LINT_TIMEOUT):
         for rule in rules:

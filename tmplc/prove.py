@@ -89,7 +89,9 @@ class ProofReport:
     # span edge (a warning: inherent to the text, e.g. Qwen's "\n" cue + content "\n\n" -> one
     # "\n\n\n" token), the first one described, and the stops seen (TRL's stop-token check).
     token_renderings: int = 0
+    mapping: str = ""  # the installed transformers' span -> token mapping (tmplc.tokens.installed_mapping)
     straddling: int = 0
+    straddling_trained: int = 0  # of those, the ones the mask trains (always all under "overlap")
     straddling_detail: str = ""
     open_end: int = 0  # tokens of an unterminated final turn's last character left out (TokenReport.open_end)
     special_stops: set[str] = field(default_factory=set)
@@ -103,8 +105,11 @@ class ProofReport:
         """Count the token reports of one conversation (warnings; failures are raised by :func:`check`)."""
         for r in reports:
             self.token_renderings += 1
+            self.mapping = self.mapping or r.mapping
             self.straddling += r.straddling
-            self.straddling_detail = self.straddling_detail or r.straddling_detail
+            self.straddling_trained += r.straddling_trained
+            if not self.straddling_detail and r.straddles:
+                self.straddling_detail = r.straddles[0].describe()
             self.open_end += r.open_end
             if r.stop_text is not None:
                 (self.special_stops if r.stop_token_trained else self.plain_text_stops).add(r.stop_text)

@@ -99,8 +99,8 @@ class Straddle:
     def describe(self) -> str:
         a, b = self.chars
         where = " and ".join(f"the {kind} of a span at character {c}" for c, kind in self.edges)
-        return (f"token {self.token} ({self.piece!r}) at characters [{a}, {b}) {self.text!r} straddles {where}; "
-                + ("trained" if self.trained else "not trained"))
+        return (f"token {self.token} ({self.piece!r}) at characters [{a}, {b}) {self.text!r} straddles {where} "
+                f"({'trained' if self.trained else 'not trained'})")
 
 
 @dataclass(frozen=True)

@@ -370,10 +370,12 @@ def touching(text: str, spans: tuple[Span, ...] | list[Span], owner: dict[int, i
     """Places where one generation span ends and the next one starts, right after a character
     that is more than one byte in UTF-8.
 
-    transformers maps a span to tokens with ``char_to_token`` at its first and last character, so
-    a span ending in a character that a byte-level tokenizer splits into several tokens (an emoji,
-    CJK extension B) keeps only the first of them; when the next span starts right there the rest
-    are lost, although the union of the spans is the right mask. Generated text that is contiguous
+    transformers ≤ 5.23 maps a span to tokens with ``char_to_token`` at its first and last character
+    (:data:`tmplc.tokens.CHAR_TO_TOKEN`), so a span ending in a character that a byte-level tokenizer
+    splits into several tokens (an emoji, CJK extension B) keeps only the first of them; when the
+    next span starts right there the rest are lost, although the union of the spans is the right
+    mask. (From 5.24 every token overlapping a span is masked and nothing is lost; a training
+    template must still be right under the older mapping, so the junction stays a defect.) Generated text that is contiguous
     in the rendering must be one block. After an ASCII character no token is lost, so only those
     junctions are defects. Empty spans are ignored (they cover nothing).
 
@@ -423,8 +425,9 @@ def empty_spans(text: str, spans: tuple[Span, ...] | list[Span]) -> list[MaskDef
     its original block empty right there, :mod:`tmplc.stops`). There only ``end_token`` 0 or None (the character before
     ``s`` in token 0 or in no token) can still widen the mask; the token-level proof
     (:class:`tmplc.tokens.TokenChecker`) sees that with a real tokenizer.
-    (The processor path, ``ProcessorMixin._adjust_assistant_masks_indices``, masks every token
-    with ``token_start < end and token_end > start``: for an empty span, the token around ``s``.)
+    (The ``overlap`` mapping of transformers ≥ 5.24, and the processor path,
+    ``ProcessorMixin._adjust_assistant_masks_indices``, mask every token with ``token_start < end
+    and token_end > start``: for an empty span, the token around ``s``; never a later one.)
 
     Args:
         text: the rendering. spans: its generation spans, in characters of ``text``.
@@ -500,11 +503,12 @@ class CaseCheck:
         missing = sorted(c for d in self.defects if d.missing for c in range(*d.span))
         extra = sorted(c for d in self.defects if not d.missing and not d.junction for c in range(*d.span))
         what = [f"two generation spans touch at {d.span[0] + 1}, after a multi-byte character ({d.text!r}): "
-                "transformers drops that character's other tokens; contiguous generated text must be one block"
+                "transformers <= 5.23 (char_to_token mapping) drops that character's other tokens; contiguous "
+                "generated text must be one block"
                 for d in self.defects[:1] if d.junction]
         what += [f"a generation block renders nothing: empty span at {d.span[0]} ({d.text!r}); transformers masks "
-                 "tokens char_to_token(start) to char_to_token(end - 1), which for an empty span is the token "
-                 "around it (or, at a token boundary after token 0, every later token): a block must not be "
+                 "the token around it (<= 5.23: tokens char_to_token(start) to char_to_token(end - 1), at a token "
+                 "boundary after token 0 every later token; >= 5.24: every token overlapping it): a block must not be "
                  "entered where it writes nothing" for d in self.defects[:1] if d.empty]
         if missing:
             what.append(f"{len(missing)} expected characters not masked (first at {missing[0]}: {text[missing[0]:missing[0] + 20]!r})")

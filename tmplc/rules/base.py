@@ -73,16 +73,18 @@ class Context:
     original: Analysed | None = None  # the source template named by the header or --source
     syntax_error: InputError | None = None
     tokenizer: object | None = None  # a fast tokenizer (``lint --tokenizer``) for the token rules
+    sanitize_control_tokens: bool = False  # ``lint --sanitize-control-tokens``: token rules tokenize as that option does
 
     @classmethod
     def build(cls, path: str, source: str, training: bool = False, original: str | None = None,
-              original_label: str | None = None, tokenizer: object | None = None) -> Context:
+              original_label: str | None = None, tokenizer: object | None = None,
+              sanitize_control_tokens: bool = False) -> Context:
         """Check syntax with jinja2's parser and compiler (what transformers' ``from_string``
         rejects, including templates nested too deeply to compile); the lossless CST is built
         only when a rule asks for it, so linting a template without markers stays cheap."""
         ctx = cls(Analysed(source, path), training,
                   Analysed(original, original_label or "its source") if original is not None else None,
-                  tokenizer=tokenizer)
+                  tokenizer=tokenizer, sanitize_control_tokens=sanitize_control_tokens)
         if source == "":
             ctx.syntax_error = InputError("empty template", path, 1, 1)
             return ctx

@@ -16,8 +16,9 @@ class TouchingGenerationBlocks(Rule):
         the probes ends with a multi-byte character), at the line of the second block's tag.
 
     Why it matters:
-        transformers maps each span to tokens with ``char_to_token`` at its first and last
-        character. A span that ends inside a character split into several byte tokens (an emoji,
+        transformers ≤ 5.23 maps each span to tokens with ``char_to_token`` at its first and last
+        character (5.24 masks every token overlapping a span, and loses nothing here; a training
+        template must be right under both). A span that ends inside a character split into several byte tokens (an emoji,
         CJK extension B) masks only the first of them; the next span starts after that character,
         so the rest are never trained (Qwen3: 2 of the 3 tokens of a final ``🐱``). A span ending on a
         combining mark that the tokenizer's NFC merged into the previous character maps to no token
@@ -61,7 +62,8 @@ class TouchingGenerationBlocks(Rule):
                 yield self.at(ctx, _line_offset(ctx.source, line),
                               f"this generation block starts where the block of line {line_a} ends, after "
                               f"{r.text[max(0, junction - 8):junction]!r}: a span ending inside a multi-byte character "
-                              f"loses the rest of its tokens; make contiguous generated text one block "
+                              f"loses the rest of its tokens under transformers <= 5.23 (char_to_token mapping); "
+                              f"make contiguous generated text one block "
                               f"(probe with {len(case.messages)} messages)")
 
 

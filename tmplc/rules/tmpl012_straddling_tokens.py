@@ -22,11 +22,14 @@ class StraddlingTokens(Rule):
         token, with that token. Without ``--tokenizer`` the rule does nothing.
 
     Why it matters:
-        Training masks whole tokens. transformers masks a token that straddles a span edge (it maps
-        the span's first and last character with ``char_to_token``), so part of the prompt — the
-        ``\\n`` of Qwen's ``<|im_start|>assistant\\n`` cue merged with content starting ``\\n\\n`` into
-        one ``\\n\\n\\n`` token — is trained as output. That is inherent to the template's text and the
-        tokenizer, not to the markers, so it is a warning: know it, count it, decide.
+        Training masks whole tokens. transformers trains a token that straddles a span edge — under
+        the ``overlap`` mapping (transformers ≥ 5.24) every token touching a span, under
+        ``char_to_token`` (≤ 5.23) the token of the span's first and of its last character — so
+        part of the prompt — the ``\\n`` of Qwen's ``<|im_start|>assistant\\n`` cue merged with
+        content starting ``\\n\\n`` into one ``\\n\\n\\n`` token — is trained as output. That is
+        inherent to the template's text and the tokenizer, not to the markers, so it is a warning:
+        know it, count it, decide. The message says whether the installed transformers trains the
+        token and under which mapping (:func:`tmplc.tokens.trained_mask`).
 
     Example:
         ``{{ '<|im_start|>assistant\\n' }}{% generation %}{{ m.content + '<|im_end|>\\n' }}{% endgeneration %}``
@@ -52,28 +55,31 @@ class StraddlingTokens(Rule):
     def check(self, ctx: Context):
         if ctx.tokenizer is None or not ctx.analysed.has_markers:
             return
-        from ..tokens import STRADDLING, classify_tokens, plain
+        from ..conversations import Case
+        from ..tokens import describe_mapping, plain, sanitized_inputs, trained_mask
         from .tmpl011_touching_generation_blocks import _line_offset
 
         tok: Any = ctx.tokenizer
+        sanitize = ctx.sanitize_control_tokens
+        mapping = describe_mapping()
         seen: set[tuple[int, str]] = set()
         for case in (plain(c, FILL) for c in ctx.analysed.probes_and_prefixes):
+            if sanitize:
+                messages, tools, _, kwargs = sanitized_inputs(tok, ctx.analysed.source, case.messages, case.tools, None,
+                                                              case.kwargs)
+                case = Case(messages, tools, kwargs, case.add_generation_prompt)
             r = Renderings(ctx.analysed.compiled, case).full()
             if isinstance(r, Raised):  # the template refuses this conversation
                 continue
-            enc = tok(r.text, add_special_tokens=False, return_offsets_mapping=True)
-            offsets = [tuple(o) for o in enc["offset_mapping"]]
-            states = classify_tokens(offsets, r.spans)
-            for t, state in enumerate(states):
-                if state != STRADDLING:
-                    continue
-                a, b = offsets[t]
-                for (start, end), line in zip(r.spans, r.lines):
-                    for edge, which in ((start, "start"), (end, "end")):
-                        if a < edge < b and (line, which) not in seen:
+            tm = trained_mask(tok, r.text, r.spans, sanitized=sanitize)
+            for s in tm.straddles:
+                a, b = s.chars
+                for edge, which in s.edges:
+                    for (start, end), line in zip(tm.spans, r.lines):
+                        if edge == (start if which == "start" else end) and (line, which) not in seen:
                             seen.add((line, which))
-                            piece = tok.convert_ids_to_tokens(int(enc["input_ids"][t]))
                             yield self.at(ctx, _line_offset(ctx.source, line),
-                                          f"token {piece!r} ({r.text[a:b]!r}) straddles the {which} of this generation "
-                                          f"span ({edge - a} of its {b - a} characters before the edge); it is masked "
-                                          f"whole (probe with {len(case.messages)} messages)")
+                                          f"token {s.piece!r} ({s.text!r}) straddles the {which} of this generation "
+                                          f"span ({edge - a} of its {b - a} characters before the edge); it is "
+                                          f"{'trained whole' if s.trained else 'not trained'} ({mapping}; probe with "
+                                          f"{len(case.messages)} messages)")
