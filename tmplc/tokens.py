@@ -542,13 +542,31 @@ def sanitized_inputs(tokenizer, chat_template: str, messages: list[dict], tools:
     return chats[0], tools, documents, kwargs
 
 
+def _decoded_offsets(tokenizer, ids: Sequence[int], piece: str) -> list[Span]:
+    """Character offsets in ``piece`` of ``ids`` (its plain-text encoding, which has no offsets):
+    each token ends where the decoded prefix ends; the byte tokens of one character all get that
+    character (as ``offset_mapping`` gives them); the whole piece when decoding does not rebuild it."""
+    out: list[Span] = []
+    pending, prev = 0, 0
+    for j in range(len(ids)):
+        pending += 1
+        decoded = tokenizer.decode(list(ids[: j + 1]), clean_up_tokenization_spaces=False)
+        if piece.startswith(decoded) and len(decoded) > prev:
+            out += [(prev, len(decoded))] * pending  # tokens completing characters together share them
+            pending, prev = 0, len(decoded)
+    if pending or prev != len(piece):
+        return [(0, len(piece))] * len(ids)
+    return out
+
+
 def sanitized_encoding(tokenizer, marked: str, spans: Sequence[Span]) -> tuple[str, list[Span], list[int], list[Span]]:
     """Encode a rendering of marked inputs (:func:`sanitized_inputs`) as transformers'
     ``encode_marked_chat`` does, with offsets: the text between markers is encoded normally (each
     piece after the first behind a ``"\\n"`` that is then dropped, as transformers does), a marked
     control token as plain text (``split_special_tokens=True``), a lone marker dropped (it still
-    breaks the text). transformers returns no offsets for this encoding; the ids are checked
-    against ``apply_chat_template(..., sanitize_control_tokens=True)`` by :func:`check_tokens`.
+    breaks the text). transformers returns no offsets for this encoding: a marked token's are
+    rebuilt by decoding (:func:`_decoded_offsets`); the ids are checked against
+    ``apply_chat_template(..., sanitize_control_tokens=True)`` by :func:`check_tokens`.
 
     Args:
         marked: the rendering, markers included. spans: generation spans, characters of ``marked``.
@@ -573,19 +591,23 @@ def sanitized_encoding(tokenizer, marked: str, spans: Sequence[Span]) -> tuple[s
     offsets: list[Span] = []
 
     def encode(piece: str, start: int, as_text: bool, first: bool) -> None:
-        enc = tokenizer(piece if first else "\n" + piece, add_special_tokens=False, return_offsets_mapping=True,
-                        split_special_tokens=as_text)
-        p_ids, p_off, shift = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]], 0
-        if not first:
-            if p_ids[: len(newline)] == newline:
+        if as_text:  # transformers' own plain-text encoding (fast tokenizers: the pipeline without added tokens)
+            p_ids = tokenizer._encode_without_added_tokens("\n" + piece)
+            p_ids = p_ids[len(newline):] if p_ids[: len(newline)] == newline else tokenizer._encode_without_added_tokens(piece)
+            if tokenizer.convert_tokens_to_ids(piece) in p_ids:
+                raise ValueError(f"Can't sanitize {piece!r}: the tokenizer produces it from plain text")
+            p_off = _decoded_offsets(tokenizer, p_ids, piece)
+        else:
+            enc = tokenizer(piece if first else "\n" + piece, add_special_tokens=False, return_offsets_mapping=True)
+            p_ids, p_off, shift = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]], 0
+            if not first and p_ids[: len(newline)] == newline:
                 p_ids, p_off, shift = p_ids[len(newline):], p_off[len(newline):], 1
-            else:
-                enc = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=as_text)
+            elif not first:
+                enc = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)
                 p_ids, p_off = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
-        if as_text and tokenizer.convert_tokens_to_ids(piece) in p_ids:
-            raise ValueError(f"Can't sanitize {piece!r}: the tokenizer produces it from plain text")
+            p_off = [(max(a - shift, 0), max(b - shift, 0)) for a, b in p_off]
         ids.extend(p_ids)
-        offsets.extend((max(a - shift, 0) + start, max(b - shift, 0) + start) for a, b in p_off)
+        offsets.extend((a + start, b + start) for a, b in p_off)
 
     pos, first = 0, True
     for m in markers_re.finditer(marked):
