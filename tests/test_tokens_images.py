@@ -6,7 +6,10 @@ default ``CLIPImageProcessor`` of transformers 5.x is the torchvision backend, a
 CPU build here — as the Qwen2-VL processor, which needs torchvision too) and the real Qwen3 tokenizer
 with an added ``<image>`` token. The expected mask is computed independently: tmplc renders the
 conversation, every ``<image>`` is expanded to the number of patches, spans are shifted, and tokens
-are classified from offsets (:func:`tmplc.tokens.classify_tokens`).
+are classified from offsets (:func:`tmplc.tokens.classify_tokens`). The processor maps spans with
+offsets (``ProcessorMixin._adjust_assistant_masks_indices``: every token overlapping a span, in
+every transformers of the declared range, 5.23 on), so its mask is :func:`tmplc.tokens.mirror_mask`
+``("overlap")`` of the shifted spans whatever the tokenizer's own mapping.
 """
 
 import os
@@ -20,7 +23,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("PIL")
 
 from tmplc.render import render  # noqa: E402
-from tmplc.tokens import IN, OUT, STRADDLING, classify_tokens  # noqa: E402
+from tmplc.tokens import IN, OUT, OVERLAP, STRADDLING, classify_tokens, mirror_mask  # noqa: E402
 
 TEMPLATE = REPO / "templates" / "llava_next_training.jinja"
 IMAGE = "<image>"
@@ -73,7 +76,8 @@ def expected(tokenizer, msgs):
     shifted = [(a + grow * sum(p < a for p in positions), b + grow * sum(p < b for p in positions)) for a, b in spans]
     expanded = text.replace(IMAGE, IMAGE * PER_IMAGE)
     enc = tokenizer(expanded, add_special_tokens=False, return_offsets_mapping=True)
-    return enc["input_ids"], classify_tokens([tuple(o) for o in enc["offset_mapping"]], shifted)
+    offsets = [tuple(o) for o in enc["offset_mapping"]]
+    return enc["input_ids"], classify_tokens(offsets, shifted), mirror_mask(OVERLAP, offsets, shifted)
 
 
 @pytest.mark.parametrize("n_images, rounds", [(0, 1), (1, 1), (2, 1), (1, 2), (2, 3)])
@@ -84,8 +88,8 @@ def test_assistant_mask_after_image_expansion(processor, n_images, rounds):
     ids, mask = list(out["input_ids"][0]), list(out["assistant_masks"][0])
     image_id = tok.convert_tokens_to_ids(IMAGE)
     assert ids.count(image_id) == n_images * PER_IMAGE
-    want_ids, states = expected(tok, msgs)
-    assert ids == want_ids
+    want_ids, states, overlap = expected(tok, msgs)
+    assert ids == want_ids and mask == overlap
     for t, (tid, m, state) in enumerate(zip(ids, mask, states)):
         piece = tok.convert_ids_to_tokens(tid)
         if tid == image_id:
