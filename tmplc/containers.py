@@ -90,7 +90,7 @@ def _json_sources(path: Path, text: str) -> list[Source]:
     if isinstance(tmpl, str):
         return [Source(path, _unicode(tmpl, path, text, '"chat_template"'))]
     if not isinstance(tmpl, list):
-        raise InputError("no 'chat_template' string or list of {name, template}", str(path), 1, 1)
+        raise InputError("no 'chat_template' string or list of {name, template}", str(path), 1, 1, "no-template")
     if not tmpl:
         raise InputError("'chat_template' is an empty list", str(path), *_position(text, '"chat_template"'))
     out: list[Source] = []

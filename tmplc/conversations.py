@@ -162,6 +162,25 @@ def strip_sentinels(value: Any) -> Any:
 
 
 FIELD_RE = re.compile(r"«(\d+[cra]\d*)»(.*?)«/\1»", re.S)
+_ANY_FIELD_RE = re.compile(r"«(\d+)([a-z])(\d*)»(.*?)«/\1\2\3»", re.S)
+# A sentinel cut by a slice of the text: its tail at the start, its head at the end.
+_CUT_SENTINEL_RE = re.compile(r"^/?\d*[a-z]?\d*»|«/?\d*[a-z]?\d*$")
+_FIELD_NAMES = {"c": "content", "r": "reasoning", "a": "tool-call argument", "n": "tool-call name"}
+
+
+def readable(text: str) -> str:
+    """``text`` (a rendering of a probe) as a user may read it: every sentinel-wrapped field
+    becomes its body, or ``{empty content of message 0}`` when the body is empty; a sentinel left
+    unpaired (a template that cut a field) or cut by a slice of ``text`` at either end is removed.
+    For messages meant for users (lint, augment, show): no internal sentinel leaves tmplc."""
+
+    def field(m: re.Match) -> str:
+        if m.group(4):
+            return m.group(4)
+        return f"{{empty {_FIELD_NAMES.get(m.group(2), 'field')} of message {m.group(1)}}}"
+
+    return _CUT_SENTINEL_RE.sub("", ANY_SENTINEL_RE.sub("", _ANY_FIELD_RE.sub(field, text)))
+
 
 
 def plain(case: Case, fill: str | None = None) -> Case:

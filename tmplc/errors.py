@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -20,6 +21,12 @@ def one_line(text: str) -> str:
     return _CONTROL_RE.sub(esc, text)
 
 
+# What an input error is about, set where it is raised: lint maps it to a rule code (TMPL000 for
+# "empty", "syntax" and "nesting", TMPL002 for "markers"), export reads "no-template"; nothing
+# classifies an error by its message text.
+Kind = Literal["input", "no-template", "empty", "syntax", "markers", "nesting"]
+
+
 class TmplcError(Exception):
     """Base class for every error tmplc reports to a user."""
 
@@ -31,21 +38,30 @@ class InputError(TmplcError):
         message: what is wrong, one line.
         path: the file (or virtual path such as ``tokenizer_config.json#chat_template[tool_use]``).
         line, col: 1-based position of the problem (characters, not bytes); 0 when unknown.
+        kind: what the error is about (:data:`Kind`): ``"syntax"`` (Jinja that does not parse or
+            compile), ``"markers"`` (an unclosed, stray or misnested ``{% generation %}`` tag),
+            ``"nesting"`` (:class:`NestingError`), ``"empty"`` (an empty template),
+            ``"no-template"`` (a config without a ``chat_template``); ``"input"`` for every
+            other bad input (unreadable file, encoding, JSON, container shape).
 
     ``str(err)`` is the one-line report ``path:line:col: message`` used by the CLI (exit code 2);
     control characters in the path or message are escaped (:func:`one_line`).
     """
 
-    def __init__(self, message: str, path: str = "<string>", line: int = 1, col: int = 1):
+    kind: Kind = "input"
+
+    def __init__(self, message: str, path: str = "<string>", line: int = 1, col: int = 1, kind: Kind | None = None):
         super().__init__(message)
         self.message = message
         self.path = path
         self.line = line
         self.col = col
+        if kind is not None:
+            self.kind = kind
 
     def with_path(self, path: str) -> InputError:
-        """The same error reported at ``path`` (keeps the subclass)."""
-        return type(self)(self.message, path, self.line, self.col)
+        """The same error reported at ``path`` (keeps the subclass and the kind)."""
+        return type(self)(self.message, path, self.line, self.col, self.kind)
 
     def __str__(self) -> str:
         return one_line(f"{self.path}:{self.line}:{self.col}: {self.message}")
@@ -54,6 +70,8 @@ class InputError(TmplcError):
 class NestingError(InputError):
     """The template nests deeper than jinja2 (its parser, code generator or Python's compiler)
     can handle. ``augment`` reports it as ``Reason.TOO_DEEPLY_NESTED`` (exit 1); lint as TMPL000."""
+
+    kind: Kind = "nesting"
 
 
 class OutputError(TmplcError):

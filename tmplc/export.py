@@ -144,7 +144,7 @@ def model_templates(model_dir: Path) -> tuple[str, str, dict[Path, str]]:
         try:
             sources = read_sources(config)
         except InputError as exc:
-            if "no 'chat_template'" in exc.message:
+            if exc.kind == "no-template":
                 raise InputError(f"no chat template: neither {DEFAULT_FILE} nor a 'chat_template' in {CONFIG_FILE}",
                                  str(model_dir), 0, 0) from None
             raise

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .conversations import Case, Span, field_spans, wrap
+from .conversations import Case, Span, field_spans, readable, wrap
 from .reasons import Reason
 
 
@@ -293,8 +293,8 @@ def turn_stop(render: Render, msgs: list[dict], i: int, R: str, fR: dict[int, li
         return n + marker, True, marker  # as rendered: no terminator here, the next message's marker
     if rerendered:
         return Problem(Reason.HISTORY_RERENDERED,
-                       f"assistant message {i}: as the last message the turn ends with {tail[:24]!r}, but once "
-                       f"later messages exist the template writes {rest[:24]!r} there", i)
+                       f"assistant message {i}: as the last message the turn ends with {readable(tail)[:24]!r}, but once "
+                       f"later messages exist the template writes {readable(rest)[:24]!r} there", i)
     return Problem(Reason.STOP_TOKEN_IN_NEXT_MESSAGE,
                    f"assistant message {i}: the template writes no end-of-turn text after the turn's last field "
                    "and no later message opens with a marker", i)

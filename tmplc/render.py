@@ -41,8 +41,8 @@ from .errors import InputError
 Span = tuple[int, int]
 
 # The list of rendered blocks and the list of recorded spans of the render in progress.
-# The source line of each recorded span's {% generation %} tag, while render_lined() runs.
-_LINES: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("tmplc_lines", default=None)
+# The index (in source order) of each recorded span's {% generation %} tag, while render_located() runs.
+_BLOCKS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("tmplc_blocks", default=None)
 _TRACKING: contextvars.ContextVar[tuple[list[str], list[Span]] | None] = contextvars.ContextVar(
     "tmplc_tracking", default=None
 )
@@ -63,20 +63,24 @@ class GenerationExtension(jinja2.ext.Extension):
 
     def parse(self, parser):
         lineno = next(parser.stream).lineno
+        # The tag's index among the template's generation tags, in source order (jinja2 parses
+        # tags in the order they appear; one Parser per compiled template).
+        index = getattr(parser, "_tmplc_generation_tags", 0)
+        setattr(parser, "_tmplc_generation_tags", index + 1)  # noqa: B010 - an attribute jinja2's Parser does not declare
         body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
-        call = self.call_method("_support", [jinja2.nodes.Const(lineno)])
+        call = self.call_method("_support", [jinja2.nodes.Const(index)])
         return jinja2.nodes.CallBlock(call, [], [], body).set_lineno(lineno)
 
-    def _support(self, lineno, caller):
+    def _support(self, index, caller):
         rv = caller()
         state = _TRACKING.get()
         if state is not None:
             blocks, spans = state
             start = len("".join(blocks))
             spans.append((start, start + len(rv)))
-            lines = _LINES.get()
-            if lines is not None:
-                lines.append(lineno)
+            located = _BLOCKS.get()
+            if located is not None:
+                located.append(index)
         return rv
 
 
@@ -366,7 +370,7 @@ def jinja_error(exc: jinja2.TemplateSyntaxError, source: str, label: str) -> Inp
     line = exc.lineno or 1
     lines = source.split("\n")
     text = lines[line - 1] if 0 < line <= len(lines) else ""
-    return InputError(f"Jinja syntax error: {exc.message}", label, line, len(text) - len(text.lstrip()) + 1)
+    return InputError(f"Jinja syntax error: {exc.message}", label, line, len(text) - len(text.lstrip()) + 1, "syntax")
 
 
 def compile_or_error(source: str, label: str) -> jinja2.Template:
@@ -461,17 +465,19 @@ def render(
     return "".join(blocks), spans
 
 
-def render_lined(template: str | jinja2.Template, messages: list[dict], tools: list[dict] | None = None,
-                 add_generation_prompt: bool = False, **kwargs: Any) -> tuple[str, list[Span], list[int]]:
-    """:func:`render`, plus the source line (1-based) of the ``{% generation %}`` tag of each span
-    (for lint rules that point at the block). Raises as :func:`render`."""
-    lines: list[int] = []
-    token = _LINES.set(lines)
+def render_located(template: str | jinja2.Template, messages: list[dict], tools: list[dict] | None = None,
+                   add_generation_prompt: bool = False, **kwargs: Any) -> tuple[str, list[Span], list[int]]:
+    """:func:`render`, plus for each span the index of the ``{% generation %}`` tag that recorded
+    it, counted from 0 in source order (the n-th ``Block`` named ``generation`` of the lossless
+    CST: lint rules point at the exact tag, two blocks on one line included). Raises as
+    :func:`render`."""
+    located: list[int] = []
+    token = _BLOCKS.set(located)
     try:
         text, spans = render(template, messages, tools, add_generation_prompt=add_generation_prompt, **kwargs)
     finally:
-        _LINES.reset(token)
-    return text, spans, lines
+        _BLOCKS.reset(token)
+    return text, spans, located
 
 
 def _generate_within(b: Budget, stream: Iterator[str], blocks: list[str], call: tuple) -> None:

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from .conversations import Case, Span, field_spans
+from .conversations import Case, Span, field_spans, readable
 from .oracle import Oracle, Problem, appended, expected_masks, generation_prompt, lcp, with_appended_stop
-from .render import merge_spans, render_lined
+from .render import merge_spans, render_located
 from .tokens import TokenChecker, TokenReport
 from .trace import Instrumented, TraceError, read_trace
 
@@ -33,11 +33,12 @@ from .trace import Instrumented, TraceError, read_trace
 @dataclass(frozen=True)
 class Rendered:
     """A rendering: ``text``, the ``{% generation %}`` spans in the order they were rendered, and
-    the source line of each span's tag (for lint rules that point at a block)."""
+    for each span the source-order index of its tag (:func:`tmplc.render.render_located`; lint
+    rules point at the block with :attr:`tmplc.rules.base.Context.generation_tags`)."""
 
     text: str
     spans: tuple[Span, ...] = ()
-    lines: tuple[int, ...] = ()
+    blocks: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,11 @@ def outcome(template: Any, case: Case, messages: list[dict] | None = None, agp: 
         :class:`Rendered` or :class:`Raised`; never raises for a template error.
     """
     try:
-        text, spans, lines = render_lined(template, case.messages if messages is None else messages, case.tools,
+        text, spans, blocks = render_located(template, case.messages if messages is None else messages, case.tools,
                                           add_generation_prompt=case.full_agp if agp is None else agp, **case.kwargs)
     except Exception as exc:  # noqa: BLE001 - one exception policy: a template error is an outcome
         return Raised(type(exc).__name__, str(exc))
-    return Rendered(text, tuple(spans), tuple(lines))
+    return Rendered(text, tuple(spans), tuple(blocks))
 
 
 class Renderings:
@@ -274,7 +275,7 @@ def _outside_turns(x: str, y: str, holes: list[tuple[Span, int]]) -> str:
     edges = [0] + [p for (a, b), _ in holes for p in (a, b)] + [len(y)]
     pieces = [y[edges[2 * j] : edges[2 * j + 1]] for j in range(len(holes) + 1)]
     if not x.startswith(pieces[0]):
-        return f"changed before the first history turn, at {lcp(x, pieces[0])}: {x[lcp(x, pieces[0]):][:40]!r}"
+        return f"changed before the first history turn, at {lcp(x, pieces[0])}: {readable(x[lcp(x, pieces[0]):])[:40]!r}"
     pos = len(pieces[0])
     fx = field_spans(x)
     for j, ((_, _), i) in enumerate(holes):
@@ -283,7 +284,7 @@ def _outside_turns(x: str, y: str, holes: list[tuple[Span, int]]) -> str:
         found = (len(x) - len(piece) if x.endswith(piece) and len(x) - len(piece) >= lo else -1) if last \
             else x.find(piece, lo)
         if found < 0:
-            return f"changed outside the history turns, after assistant message {i}'s turn: {piece[:40]!r}"
+            return f"changed outside the history turns, after assistant message {i}'s turn: {readable(piece)[:40]!r}"
         pos = found + len(piece)
     return ""
 
@@ -502,18 +503,18 @@ class CaseCheck:
         text = self.oracle.text if self.oracle else ""
         missing = sorted(c for d in self.defects if d.missing for c in range(*d.span))
         extra = sorted(c for d in self.defects if not d.missing and not d.junction for c in range(*d.span))
-        what = [f"two generation spans touch at {d.span[0] + 1}, after a multi-byte character ({d.text!r}): "
+        what = [f"two generation spans touch at {d.span[0] + 1}, after a multi-byte character ({readable(d.text)!r}): "
                 "transformers <= 5.23 (char_to_token mapping) drops that character's other tokens; contiguous "
                 "generated text must be one block"
                 for d in self.defects[:1] if d.junction]
-        what += [f"a generation block renders nothing: empty span at {d.span[0]} ({d.text!r}); transformers masks "
+        what += [f"a generation block renders nothing: empty span at {d.span[0]} ({readable(d.text)!r}); transformers masks "
                  "the token around it (<= 5.23: tokens char_to_token(start) to char_to_token(end - 1), at a token "
                  "boundary after token 0 every later token; >= 5.24: every token overlapping it): a block must not be "
                  "entered where it writes nothing" for d in self.defects[:1] if d.empty]
         if missing:
-            what.append(f"{len(missing)} expected characters not masked (first at {missing[0]}: {text[missing[0]:missing[0] + 20]!r})")
+            what.append(f"{len(missing)} expected characters not masked (first at {missing[0]}: {readable(text[missing[0]:])[:20]!r})")
         if extra:
-            what.append(f"{len(extra)} characters masked that the model does not generate (first at {extra[0]}: {text[extra[0]:extra[0] + 20]!r})")
+            what.append(f"{len(extra)} characters masked that the model does not generate (first at {extra[0]}: {readable(text[extra[0]:])[:20]!r})")
         return "; ".join(what)
 
     def mask_detail(self) -> str:

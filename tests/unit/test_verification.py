@@ -119,7 +119,10 @@ CASE = Case([{"role": "user", "content": "u"}, {"role": "assistant", "content": 
 
 def test_outcome_rendered_and_raised():
     assert outcome(LOOP, CASE) == Rendered("ua", ())
-    assert outcome("{% generation %}x{% endgeneration %}", CASE) == Rendered("x", ((0, 1),), (1,))  # the tag's line
+    assert outcome("{% generation %}x{% endgeneration %}", CASE) == Rendered("x", ((0, 1),), (0,))  # the tag's index
+    two = "{% generation %}{{ m }}{% endgeneration %}{% generation %}y{% endgeneration %}"
+    loop = "{% for m in messages %}" + two + "{% endfor %}"
+    assert outcome(loop, CASE).blocks == (0, 1, 0, 1)  # source-order index of each span's tag, per render
     assert outcome("{{ raise_exception('no') }}", CASE) == Raised("TemplateError", "no")
     assert outcome("{{ 'a' + 1 }}", CASE) == Raised("TypeError", 'can only concatenate str (not "int") to str')
     assert str(Raised("TemplateError", "no")) == "TemplateError: no"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..conversations import readable
 from .base import Context, Rule
 
 
@@ -20,4 +21,4 @@ class MaskRule(Rule):
                 continue
             seen.add(node)
             turn = f"assistant message {d.turn}" if d.turn >= 0 else "a conversation"
-            yield self.at(ctx, node, f"{self.what} {d.text[:40]!r} ({turn}, probe with {len(found.case.messages)} messages)")
+            yield self.at(ctx, node, f"{self.what} {readable(d.text)[:40]!r} ({turn}, probe with {len(found.case.messages)} messages)")

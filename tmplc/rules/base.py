@@ -17,7 +17,7 @@ from pathlib import Path
 from ..analysed import Analysed
 from ..conversations import Case
 from ..errors import InputError
-from ..syntax import LineIndex, Template
+from ..syntax import Block, LineIndex, Template
 from .masks import MaskAnalysis, analyse
 
 SECTIONS = ("What it does", "Why it matters", "Example", "Use instead", "Fix safety")
@@ -86,7 +86,7 @@ class Context:
                   Analysed(original, original_label or "its source") if original is not None else None,
                   tokenizer=tokenizer, sanitize_control_tokens=sanitize_control_tokens)
         if source == "":
-            ctx.syntax_error = InputError("empty template", path, 1, 1)
+            ctx.syntax_error = InputError("empty template", path, 1, 1, "empty")
             return ctx
         try:
             ctx.analysed.compiled  # noqa: B018 - parse and compile: the compiler rejects more
@@ -117,6 +117,16 @@ class Context:
         except InputError as exc:
             self.syntax_error = exc
             return None
+
+    @cached_property
+    def generation_tags(self) -> list[int]:
+        """Start offsets (characters) of the template's ``{% generation %}`` tags in source order:
+        entry ``n`` is the tag of the spans a render records with block index ``n``
+        (:attr:`tmplc.verification.Rendered.blocks`). Empty when the template does not parse."""
+        t = self.template
+        if t is None:
+            return []
+        return [n.start for n, _ in t.walk() if isinstance(n, Block) and n.name == "generation"]
 
     @cached_property
     def lines(self) -> LineIndex:
@@ -158,7 +168,7 @@ class Rule:
         """The rule's documentation: its docstring, with the *Example* and *Use instead* sections
         generated from its first bad and first good example (any prose the docstring has there
         follows the code), so the documented examples are the tested ones."""
-        summary, sections = _sections(inspect.cleandoc(cls.__doc__ or ""))
+        summary, sections = doc_sections(inspect.cleandoc(cls.__doc__ or ""))
         for name, bad in (("Example", True), ("Use instead", False)):
             example = next((e for e in cls.examples if e.bad is bad), None)
             if example is not None:
@@ -170,8 +180,9 @@ class Rule:
         return "\n".join(out)
 
 
-def _sections(doc: str) -> tuple[str, dict[str, list[str]]]:
-    """Split a rule docstring into its summary and its sections (bodies dedented by 4)."""
+def doc_sections(doc: str) -> tuple[str, dict[str, list[str]]]:
+    """Split a rule docstring into its summary and its sections (``{name: lines}``, bodies
+    dedented by 4); the one reader of the docstring layout, for :meth:`Rule.doc` and docs/rules.md."""
     summary: list[str] = []
     sections: dict[str, list[str]] = {}
     current: str | None = None

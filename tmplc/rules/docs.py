@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import RULES
-from .base import SECTIONS, _sections
+from .base import SECTIONS, doc_sections
 
 
 def markdown() -> str:
@@ -12,7 +12,7 @@ def markdown() -> str:
     for r in RULES:
         out.append(f"| {r.code} | `{r.name}` | {r.severity} | {'yes' if r.default else 'no (`--select`)'} |")
     for r in RULES:
-        summary, sections = _sections(r.doc())
+        summary, sections = doc_sections(r.doc())
         out += ["", f"## {r.code} `{r.name}`", "", summary, ""]
         for name in SECTIONS:
             out += [f"**{name}.**", "", *sections.get(name, []), ""]

@@ -31,5 +31,5 @@ class SyntaxError_(Rule):
 
     def check(self, ctx: Context):
         err = ctx.syntax_error
-        if err is not None and "generation" not in err.message:
+        if err is not None and err.kind != "markers":
             yield Diagnostic(self.code, self.name, one_line(err.message), ctx.path, err.line, err.col)

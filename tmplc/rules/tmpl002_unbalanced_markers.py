@@ -30,7 +30,7 @@ class UnbalancedMarkers(Rule):
     def check(self, ctx: Context):
         err = ctx.syntax_error
         if err is not None:
-            if "generation" in err.message:
+            if err.kind == "markers":
                 yield Diagnostic(self.code, self.name, err.message, ctx.path, err.line, err.col)
             return
         if not ctx.analysed.has_markers or ctx.template is None:

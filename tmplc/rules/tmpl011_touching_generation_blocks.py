@@ -1,5 +1,4 @@
-import re
-
+from ..conversations import readable
 from ..verification import touching
 from .base import Bad, Context, Good, Rule
 
@@ -49,30 +48,21 @@ class TouchingGenerationBlocks(Rule):
     def check(self, ctx: Context):
         if not ctx.analysed.has_markers:
             return
+        tags = ctx.generation_tags
         seen: set[int] = set()
         for case, r in ctx.masks.renders:
-            starts = {a: line for (a, b), line in zip(r.spans, r.lines) if b > a}
-            ends = {b: line for (a, b), line in zip(r.spans, r.lines) if b > a}
+            starts = {a: k for (a, b), k in zip(r.spans, r.blocks) if b > a}
+            ends = {b: k for (a, b), k in zip(r.spans, r.blocks) if b > a}
             for d in touching(r.text, r.spans):
                 junction = d.span[0] + 1
-                line, line_a = starts[junction], ends[junction]
-                if line in seen:
+                block, before = starts[junction], ends[junction]
+                if block in seen or block >= len(tags) or before >= len(tags):
                     continue
-                seen.add(line)
-                yield self.at(ctx, _line_offset(ctx.source, line),
-                              f"this generation block starts where the block of line {line_a} ends, after "
-                              f"{r.text[max(0, junction - 8):junction]!r}: a span ending inside a multi-byte character "
-                              f"loses the rest of its tokens under transformers <= 5.23 (char_to_token mapping); "
-                              f"make contiguous generated text one block "
+                seen.add(block)
+                line_a, col_a = ctx.position(tags[before])
+                yield self.at(ctx, tags[block],
+                              f"this generation block starts where the block at {line_a}:{col_a} ends, after "
+                              f"{readable(r.text[:junction])[-8:]!r}: a span ending inside a "
+                              f"multi-byte character loses the rest of its tokens under transformers <= 5.23 "
+                              f"(char_to_token mapping); make contiguous generated text one block "
                               f"(probe with {len(case.messages)} messages)")
-
-
-def _line_offset(source: str, line: int) -> int:
-    """Offset of the first ``generation`` tag on ``line`` (1-based), else of the line."""
-    start = 0
-    for _ in range(line - 1):
-        start = source.index("\n", start) + 1
-    end = source.find("\n", start)
-    end = len(source) if end < 0 else end
-    m = re.search(r"\{%[-+]?\s*generation\s*[-+]?%\}", source[start:end])
-    return start + (m.start() if m else 0)

@@ -57,7 +57,6 @@ class StraddlingTokens(Rule):
             return
         from ..conversations import Case
         from ..tokens import describe_mapping, plain, sanitized_inputs, trained_mask
-        from .tmpl011_touching_generation_blocks import _line_offset
 
         tok: Any = ctx.tokenizer
         sanitize = ctx.sanitize_control_tokens
@@ -75,10 +74,11 @@ class StraddlingTokens(Rule):
             for s in tm.straddles:
                 a, b = s.chars
                 for edge, which in s.edges:
-                    for (start, end), line in zip(tm.spans, r.lines):
-                        if edge == (start if which == "start" else end) and (line, which) not in seen:
-                            seen.add((line, which))
-                            yield self.at(ctx, _line_offset(ctx.source, line),
+                    for (start, end), block in zip(tm.spans, r.blocks):
+                        if edge == (start if which == "start" else end) and (block, which) not in seen \
+                                and block < len(ctx.generation_tags):
+                            seen.add((block, which))
+                            yield self.at(ctx, ctx.generation_tags[block],
                                           f"token {s.piece!r} ({s.text!r}) straddles the {which} of this generation "
                                           f"span ({edge - a} of its {b - a} characters before the edge); it is "
                                           f"{'trained whole' if s.trained else 'not trained'} ({mapping}; probe with "

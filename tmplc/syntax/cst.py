@@ -271,15 +271,21 @@ def _is_block_set(toks: list[Token]) -> bool:
     return True
 
 
-def _error(source: str, offset: int, message: str, path: str) -> InputError:
+def _error(source: str, offset: int, message: str, path: str, markers: bool = False) -> InputError:
+    """An :class:`InputError` at ``offset``: kind ``"markers"`` when the tags at fault include a
+    ``{% generation %}`` or ``{% endgeneration %}`` tag, else ``"syntax"``."""
     line, col = LineIndex(source).position(offset)
-    return InputError(message, path, line, col)
+    return InputError(message, path, line, col, "markers" if markers else "syntax")
+
+
+def _is_marker(name: str) -> bool:
+    return name in ("generation", "endgeneration")
 
 
 def _unclosed(source: str, block: Block, at: Tag, path: str) -> InputError:
     line, col = LineIndex(source).position(at.start)
     return _error(source, block.start, f"unclosed '{block.name}' block (no 'end{block.name}' before "
-                  f"'{at.name}' at {line}:{col})", path)
+                  f"'{at.name}' at {line}:{col})", path, _is_marker(block.name) or _is_marker(at.name))
 
 
 def _at(tok: LarkToken) -> tuple[int, int]:
@@ -320,7 +326,7 @@ def parse(source: str, path: str = "<string>") -> Template:
             with the 1-based line and column of the offending token.
     """
     if source == "":
-        raise InputError("empty template", path, 1, 1)
+        raise InputError("empty template", path, 1, 1, "empty")
     try:
         tree = _parser().parse(source)
     except UnexpectedInput as exc:
@@ -374,7 +380,8 @@ def _nest(source: str, leaves: list[Node], path: str) -> list[Node]:
                 raise _unclosed(source, stack[-1][0], leaf, path)
             if not stack or stack[-1][0].name != name[3:]:
                 expected = f"'end{stack[-1][0].name}'" if stack else "no open block"
-                raise _error(source, leaf.start, f"unexpected '{name}' (expected {expected})", path)
+                raise _error(source, leaf.start, f"unexpected '{name}' (expected {expected})", path,
+                             _is_marker(name) or bool(stack) and _is_marker(stack[-1][0].name))
             block, parent = stack.pop()
             block.end_tag = leaf
             block.end = leaf.end
@@ -391,5 +398,6 @@ def _nest(source: str, leaves: list[Node], path: str) -> list[Node]:
             current.append(Statement(leaf.start, leaf.end, leaf))
     if stack:
         block = stack[-1][0]
-        raise _error(source, block.start, f"unclosed '{block.name}' block (no 'end{block.name}')", path)
+        raise _error(source, block.start, f"unclosed '{block.name}' block (no 'end{block.name}')", path,
+                     _is_marker(block.name))
     return root
